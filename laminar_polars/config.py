@@ -1,0 +1,278 @@
+"""Configuration: `Config`, `SourceConfig`, `Watermark`, the enums, durations.
+
+Strings are accepted wherever an enum is (``"drop_oldest"``, ``"spin_yield(10)"``),
+and durations as :class:`datetime.timedelta`, seconds, or text such as ``"10s"``,
+``"100ms"``, ``"10 seconds"`` or ``"1 minute"``.
+
+Examples
+--------
+>>> import laminar_polars as lp
+>>> lp.Config(buffer_size=1024).buffer_size
+1024
+>>> lp.parse_duration("100ms")
+datetime.timedelta(microseconds=100000)
+>>> lp.WaitStrategy.parse("spin_yield(10)")
+WaitStrategy.spin_yield(10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from pathlib import Path
+from typing import ClassVar
+
+from laminar_polars.errors import ConfigError
+
+__all__ = [
+    "Backpressure",
+    "Config",
+    "Duration",
+    "SourceConfig",
+    "WaitStrategy",
+    "WalMode",
+    "Watermark",
+    "parse_duration",
+]
+
+Duration = dt.timedelta | int | float | str
+
+_UNIT_SECONDS = {
+    "us": 1e-6, "microsecond": 1e-6, "microseconds": 1e-6,
+    "ms": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}
+_DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+
+
+def parse_duration(value: Duration, *, what: str = "duration") -> dt.timedelta:
+    """Return ``value`` as a :class:`datetime.timedelta`.
+
+    Raises :class:`ConfigError` when the value is negative or not understood.
+
+    >>> parse_duration("10 seconds")
+    datetime.timedelta(seconds=10)
+    >>> parse_duration(1.5)
+    datetime.timedelta(seconds=1, microseconds=500000)
+    """
+    if isinstance(value, dt.timedelta):
+        delta = value
+    elif isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a duration, got {value!r}")
+    elif isinstance(value, (int, float)):
+        delta = dt.timedelta(seconds=value)
+    elif isinstance(value, str):
+        match = _DURATION_TEXT.match(value)
+        unit = match and _UNIT_SECONDS.get(match.group(2).lower())
+        if not unit:
+            raise ConfigError(
+                f"{what}: cannot read {value!r} as a duration; expected e.g. "
+                "'100ms', '10s', '10 seconds' or '1 minute'"
+            )
+        delta = dt.timedelta(seconds=float(match.group(1)) * unit)
+    else:
+        raise ConfigError(f"{what}: expected a timedelta, seconds or text, got {value!r}")
+    if delta < dt.timedelta(0):
+        raise ConfigError(f"{what}: must not be negative, got {value!r}")
+    return delta
+
+
+def _parse_enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            pass
+    expected = ", ".join(repr(m.value) for m in cls)
+    raise ConfigError(f"{what}: unknown value {value!r}; expected one of {expected}")
+
+
+class Backpressure(str, enum.Enum):
+    """What a push does when the source's ring is full."""
+
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+    REJECT = "reject"
+
+    @classmethod
+    def parse(cls, value: object) -> Backpressure:
+        return _parse_enum(cls, value, "backpressure")  # type: ignore[return-value]
+
+
+class WalMode(str, enum.Enum):
+    """How the write-ahead log acknowledges a push."""
+
+    ASYNC = "async"
+    SYNC = "sync"
+
+    @classmethod
+    def parse(cls, value: object) -> WalMode:
+        return _parse_enum(cls, value, "wal_mode")  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitStrategy:
+    """How a waiting thread waits: ``SPIN``, ``spin_yield(n)`` or ``PARK``.
+
+    ``spin`` burns a core for the lowest latency; ``spin_yield(n)`` spins ``n``
+    times, then yields the CPU between checks; ``park`` sleeps on a condition
+    variable (no CPU, the GIL released) until woken.
+    """
+
+    kind: str
+    spins: int = 0
+
+    SPIN: ClassVar[WaitStrategy]
+    PARK: ClassVar[WaitStrategy]
+
+    @staticmethod
+    def spin_yield(spins: int = 100) -> WaitStrategy:
+        if not isinstance(spins, int) or isinstance(spins, bool) or spins < 0:
+            raise ConfigError(f"wait_strategy: spin_yield(n) needs an int n >= 0, got {spins!r}")
+        return WaitStrategy("spin_yield", spins)
+
+    @classmethod
+    def parse(cls, value: object) -> WaitStrategy:
+        if isinstance(value, WaitStrategy):
+            return value
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("spin", "park"):
+                return WaitStrategy(text)
+            if text == "spin_yield":
+                return cls.spin_yield()
+            match = re.fullmatch(r"spin_yield\(\s*(\d+)\s*\)", text)
+            if match:
+                return cls.spin_yield(int(match.group(1)))
+        raise ConfigError(
+            f"wait_strategy: unknown value {value!r}; expected 'spin', 'spin_yield', "
+            "'spin_yield(n)' or 'park'"
+        )
+
+    def __repr__(self) -> str:
+        if self.kind == "spin_yield":
+            return f"WaitStrategy.spin_yield({self.spins})"
+        return f"WaitStrategy.{self.kind.upper()}"
+
+
+WaitStrategy.SPIN = WaitStrategy("spin")
+WaitStrategy.PARK = WaitStrategy("park")
+
+
+@dataclasses.dataclass(frozen=True)
+class Watermark:
+    """Event-time column and the delay the watermark trails its maximum by.
+
+    >>> Watermark("ts", "50ms").delay
+    datetime.timedelta(microseconds=50000)
+    """
+
+    column: str
+    delay: Duration = dt.timedelta(0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.column, str) or not self.column:
+            raise ConfigError(f"watermark: column must be a name, got {self.column!r}")
+        object.__setattr__(self, "delay", parse_duration(self.delay, what="watermark delay"))
+
+    @property
+    def delay_us(self) -> int:
+        return _to_micros(self.delay)  # type: ignore[arg-type]
+
+
+def _to_micros(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _check_buffer_size(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{what}: expected an int power of two, got {value!r}")
+    if value < 2 or value & (value - 1):
+        raise ConfigError(f"{what}: must be a power of two >= 2, got {value}")
+    return value
+
+
+def _optional_duration(value: Duration | None, what: str) -> dt.timedelta | None:
+    return None if value is None else parse_duration(value, what=what)
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    """Per-source settings; ``None``/0 fields fall back to the database's `Config`.
+
+    >>> SourceConfig(buffer_size=1024, backpressure="reject").validate().backpressure
+    <Backpressure.REJECT: 'reject'>
+    """
+
+    buffer_size: int = 0
+    backpressure: Backpressure | str = Backpressure.BLOCK
+    wait_strategy: WaitStrategy | str = dataclasses.field(
+        default_factory=lambda: WaitStrategy.spin_yield(100)
+    )
+    checkpoint_interval: Duration | None = None
+    wal_mode: WalMode | str | None = None
+    watermark: Watermark | None = None
+
+    def validate(self) -> SourceConfig:
+        """Normalise every field in place (strings → enums) and return self."""
+        if self.buffer_size != 0:
+            _check_buffer_size(self.buffer_size, "buffer_size")
+        self.backpressure = Backpressure.parse(self.backpressure)
+        self.wait_strategy = WaitStrategy.parse(self.wait_strategy)
+        self.checkpoint_interval = _optional_duration(
+            self.checkpoint_interval, "checkpoint_interval"
+        )
+        self.wal_mode = None if self.wal_mode is None else WalMode.parse(self.wal_mode)
+        if self.watermark is not None and not isinstance(self.watermark, Watermark):
+            raise ConfigError(f"watermark: expected lp.Watermark, got {self.watermark!r}")
+        return self
+
+
+@dataclasses.dataclass
+class Config:
+    """Database-wide settings (SPEC §2). `validate()` runs in :func:`open`.
+
+    >>> Config(buffer_size=1000).validate()
+    Traceback (most recent call last):
+    ...
+    laminar_polars.errors.ConfigError: buffer_size: must be a power of two >= 2, got 1000
+    """
+
+    data_dir: str | Path | None = None
+    buffer_size: int = 65536
+    checkpoint_interval: Duration | None = None
+    wal_mode: WalMode | str | None = None
+    core_affinity: int | None = None
+    workers: int = 1
+
+    def validate(self) -> Config:
+        """Check and normalise the settings; raise `ConfigError` on the first problem."""
+        _check_buffer_size(self.buffer_size, "buffer_size")
+        self.checkpoint_interval = _optional_duration(
+            self.checkpoint_interval, "checkpoint_interval"
+        )
+        self.wal_mode = None if self.wal_mode is None else WalMode.parse(self.wal_mode)
+        if (self.checkpoint_interval is not None or self.wal_mode is not None) and (
+            self.data_dir is None
+        ):
+            raise ConfigError("data_dir is required when checkpoint_interval or wal_mode is set")
+        if self.wal_mode is not None and self.checkpoint_interval is None:
+            raise ConfigError("wal_mode requires checkpoint_interval")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"workers: expected an int >= 1, got {self.workers!r}")
+        if self.core_affinity is not None and (
+            not isinstance(self.core_affinity, int) or self.core_affinity < 0
+        ):
+            raise ConfigError(
+                f"core_affinity: expected a CPU index >= 0, got {self.core_affinity!r}"
+            )
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir)
+        return self

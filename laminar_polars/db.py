@@ -1,0 +1,402 @@
+"""`LaminarDB`: the catalog and the lifecycle; the work is done by the layers below.
+
+Examples
+--------
+>>> import laminar_polars as lp
+>>> with lp.open() as db:
+...     db.execute('''
+...         CREATE SOURCE trades (symbol VARCHAR NOT NULL, price DOUBLE, ts TIMESTAMP NOT NULL,
+...                               WATERMARK FOR ts AS ts - INTERVAL '100' MILLISECOND);
+...         CREATE SINK raw FROM trades''')
+...     sub = db.sink("raw").subscribe()
+...     db.start()
+...     db.source("trades").push(("AAPL", 150.0, 1_000_000))
+...     sub.recv(timeout=10)
+shape: (1, 3)
+┌────────┬───────┬─────────────────────┐
+│ symbol ┆ price ┆ ts                  │
+│ ---    ┆ ---   ┆ ---                 │
+│ str    ┆ f64   ┆ datetime[μs]        │
+╞════════╪═══════╪═════════════════════╡
+│ AAPL   ┆ 150.0 ┆ 1970-01-01 00:00:01 │
+└────────┴───────┴─────────────────────┘
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from laminar_polars import _native
+from laminar_polars.catalog import Catalog, ColumnDef, ColumnType, SinkDef, SourceDef
+from laminar_polars.config import Config, SourceConfig, Watermark
+from laminar_polars.engine.scheduler import Scheduler
+from laminar_polars.errors import CatalogError, Closed, LaminarError
+from laminar_polars.io.sink import Sink
+from laminar_polars.io.source import Source
+from laminar_polars.sql import (
+    CreateMaterializedView,
+    CreateSink,
+    CreateSource,
+    Describe,
+    Drop,
+    Explain,
+    Query,
+    Show,
+    Statement,
+    parse_statements,
+)
+
+__all__ = ["LaminarDB", "open"]
+
+
+class _SinkFeed:
+    """Feeds a sink from a source's micro-batches (a sink reading a source)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
+        if frame.height:
+            self.sink.emit(frame)
+
+    def on_end(self) -> None:
+        self.sink.close()
+
+
+def _watermark_value(micros: int) -> dt.datetime | float | None:
+    if micros == _native.NO_WATERMARK:
+        return None
+    if micros == _native.CLOSED_WATERMARK:
+        return float("inf")
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)
+
+
+class LaminarDB:
+    """An embedded streaming database: sources in, sinks out.
+
+    Create one with :func:`laminar_polars.open`. Define sources and sinks with
+    :meth:`execute` (SQL) or :meth:`create_source` / :meth:`create_sink`, then
+    :meth:`start`; :meth:`stop` (or leaving a ``with`` block) drains what was
+    pushed, ends every source's input, and ends every subscription.
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = (config or Config()).validate()
+        if self.config.checkpoint_interval is not None or self.config.wal_mode is not None:
+            warnings.warn(
+                "durability (checkpoint_interval / wal_mode) is not implemented yet; "
+                "this database keeps its state in memory only",
+                stacklevel=3,
+            )
+        self.catalog = Catalog()
+        self._doorbell = _native.Doorbell()
+        self._rings: dict[str, _native.Ring] = {}
+        self._sinks: dict[str, Sink] = {}
+        self._feeds: dict[str, _SinkFeed] = {}
+        self._scheduler = Scheduler(self._doorbell, self._engine_failed)
+        self._lock = threading.RLock()
+        self._state = "created"  # created → running → stopped
+        self._error: BaseException | None = None
+
+    # -- the seed's spellings ---------------------------------------------------
+    @classmethod
+    def open(cls, config: Config | None = None) -> LaminarDB:
+        return cls(config)
+
+    @classmethod
+    def open_with_config(cls, config: Config) -> LaminarDB:
+        return cls(config)
+
+    # -- SQL ------------------------------------------------------------------
+    def execute(self, sql: str) -> pl.DataFrame | None:
+        """Run one or more ``;``-separated statements; returns the last result
+        (a frame for SHOW / DESCRIBE / EXPLAIN, else None)."""
+        result = None
+        for statement in parse_statements(sql):
+            result = self._run(statement)
+        return result
+
+    def _run(self, statement: Statement) -> pl.DataFrame | None:
+        if isinstance(statement, CreateSource):
+            if statement.if_not_exists and statement.source.name in self.catalog.sources:
+                return None
+            self._add_source(statement.source)
+        elif isinstance(statement, CreateSink):
+            if statement.if_not_exists and statement.sink.name in self.catalog.sinks:
+                return None
+            self._add_sink(statement.sink)
+        elif isinstance(statement, Drop):
+            self._drop(statement)
+        elif isinstance(statement, Show):
+            return self._show(statement.kind)
+        elif isinstance(statement, Describe):
+            return self.describe(statement.name)
+        elif isinstance(statement, (CreateMaterializedView, Explain, Query)):
+            raise LaminarError(
+                "materialized views and queries are not implemented yet (the streaming "
+                "engine issue); sources and sinks are"
+            )
+        return None
+
+    # -- sources ----------------------------------------------------------------
+    def create_source(
+        self,
+        name: str,
+        schema: Mapping[str, Any] | pl.Schema,
+        *,
+        watermark: Watermark | None = None,
+        config: SourceConfig | None = None,
+        not_null: tuple[str, ...] | list[str] = (),
+    ) -> Source:
+        """Define a source from a Polars schema; returns a producer handle.
+
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> src = db.create_source("quotes", {"symbol": pl.String, "bid": pl.Float64,
+        ...                        "ts": pl.Datetime("us")}, watermark=lp.Watermark("ts", "50ms"))
+        >>> src.channel
+        'spsc'
+        """
+        config = SourceConfig(**vars(config)) if config else SourceConfig()
+        if watermark is not None:
+            config.watermark = watermark
+        config.validate()
+        unknown = set(not_null) - set(schema)
+        if unknown:
+            raise CatalogError(f"not_null names unknown column(s) {sorted(unknown)}")
+        columns = [
+            ColumnDef(column, ColumnType.from_polars(dtype), column in not_null)
+            for column, dtype in dict(schema).items()
+        ]
+        self._add_source(SourceDef(name, columns, config))
+        return self.source(name)
+
+    def _add_source(self, definition: SourceDef) -> None:
+        with self._lock:
+            self._check_open()
+            self.catalog.check_new_relation(definition.name)
+            definition.config.validate()
+            ring = self._make_ring(definition)
+            self.catalog.sources[definition.name] = definition
+            self._rings[definition.name] = ring
+            self._scheduler.add_source(definition.name, ring, definition.polars_schema)
+            self._scheduler.use_wait_strategy(
+                [d.config.wait_strategy for d in self.catalog.sources.values()]  # type: ignore[misc]
+            )
+
+    def _make_ring(self, definition: SourceDef) -> _native.Ring:
+        config = definition.config
+        watermark = config.watermark
+        wait = config.wait_strategy
+        return _native.Ring(
+            definition.names,
+            [c.type.code for c in definition.columns],
+            [c.not_null for c in definition.columns],
+            config.buffer_size or self.config.buffer_size,
+            watermark_column=definition.names.index(watermark.column) if watermark else -1,
+            watermark_delay_us=watermark.delay_us if watermark else 0,
+            backpressure=config.backpressure.value,  # type: ignore[union-attr]
+            wait_kind=wait.kind,  # type: ignore[union-attr]
+            spins=wait.spins,  # type: ignore[union-attr]
+            doorbell=self._doorbell,
+        )
+
+    def source(self, name: str, record_type: type | None = None) -> Source:
+        """A producer handle of source ``name``; ``record_type`` (a dataclass or
+        NamedTuple) is checked against the schema. A second handle on the same
+        source makes its ring multi-producer, as ``clone()`` does."""
+        definition = self.catalog.source(name)
+        return Source(self._rings[name], definition, record_type)
+
+    # -- sinks ----------------------------------------------------------------
+    def create_sink(self, name: str, input: str, *, changelog: bool = False) -> Sink:
+        """A sink named ``name`` reading source (or view) ``input``."""
+        self._add_sink(SinkDef(name, input, changelog))
+        return self._sinks[name]
+
+    def _add_sink(self, definition: SinkDef) -> None:
+        with self._lock:
+            self._check_open()
+            self.catalog.check_new_sink(definition.name)
+            if definition.input not in self.catalog.sources:
+                raise CatalogError(
+                    f"sink {definition.name!r} reads unknown source {definition.input!r}"
+                    f" (sources: {sorted(self.catalog.sources) or 'none'})"
+                )
+            schema = self.catalog.sources[definition.input].polars_schema
+            sink = Sink(definition.name, schema, changelog=definition.changelog)
+            feed = _SinkFeed(sink)
+            self.catalog.sinks[definition.name] = definition
+            self._sinks[definition.name] = sink
+            self._feeds[definition.name] = feed
+            self._scheduler.subscribe(definition.input, feed)
+
+    def sink(self, name: str) -> Sink:
+        """The sink ``name``; a source name gives an implicit sink of the same name."""
+        with self._lock:
+            if name in self._sinks:
+                return self._sinks[name]
+            if name in self.catalog.sources:
+                self._add_sink(SinkDef(name, name))
+                return self._sinks[name]
+        raise CatalogError(self.catalog._unknown("sink", name, self.catalog.sinks))
+
+    # -- DROP / SHOW / DESCRIBE -----------------------------------------------
+    def _drop(self, statement: Drop) -> None:
+        with self._lock:
+            if statement.kind == "sink":
+                if statement.name not in self.catalog.sinks:
+                    if statement.if_exists:
+                        return
+                    self.catalog.sink(statement.name)
+                self.drop_sink(statement.name)
+            elif statement.kind == "source":
+                if statement.name not in self.catalog.sources:
+                    if statement.if_exists:
+                        return
+                    self.catalog.source(statement.name)
+                self.drop_source(statement.name)
+            elif not statement.if_exists:
+                raise CatalogError(f"unknown {statement.kind} {statement.name!r}")
+
+    def drop_sink(self, name: str) -> None:
+        with self._lock:
+            definition = self.catalog.sink(name)
+            self._scheduler.unsubscribe(definition.input, self._feeds.pop(name))
+            del self.catalog.sinks[name]
+            self._sinks.pop(name).close()
+
+    def drop_source(self, name: str) -> None:
+        """Drop a source no sink or view reads; its handles then raise `Closed`."""
+        with self._lock:
+            self.catalog.source(name)
+            readers = self.catalog.readers_of(name)
+            if readers:
+                raise CatalogError(f"source {name!r} is still read by {sorted(readers)}")
+            self._scheduler.remove_source(name)
+            self._rings.pop(name).close()
+            del self.catalog.sources[name]
+
+    def _show(self, kind: str) -> pl.DataFrame:
+        names = {
+            "sources": self.catalog.sources,
+            "sinks": self.catalog.sinks,
+            "materialized views": self.catalog.views,
+            "tables": self.catalog.tables,
+        }[kind]
+        return pl.DataFrame({"name": sorted(names)}, schema={"name": pl.String})
+
+    def describe(self, name: str) -> pl.DataFrame:
+        """Columns of a source: name, SQL type, nullability, watermark."""
+        definition = self.catalog.source(name)
+        watermark = definition.watermark
+        return pl.DataFrame({
+            "column": definition.names,
+            "type": [c.type.sql for c in definition.columns],
+            "nullable": [not c.not_null for c in definition.columns],
+            "watermark_delay": [
+                watermark.delay if watermark and watermark.column == c.name else None
+                for c in definition.columns
+            ],
+        }, schema={"column": pl.String, "type": pl.String, "nullable": pl.Boolean,
+                   "watermark_delay": pl.Duration("us")})
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Start processing: results flow as soon as rows arrive."""
+        with self._lock:
+            self._check_open()
+            self._state = "running"
+            self._scheduler.start()
+
+    def stop(self) -> None:
+        """Drain everything pushed, end every source's input (closing open
+        windows), stop, and end every subscription. Idempotent."""
+        with self._lock:
+            if self._state == "stopped":
+                return
+            self._state = "stopped"
+            for ring in self._rings.values():
+                ring.close()
+            self._scheduler.stop()
+            for sink in self._sinks.values():
+                sink.close()
+        if self._error is not None:
+            raise LaminarError(f"the engine failed: {self._error!r}") from self._error
+
+    def __enter__(self) -> LaminarDB:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _check_open(self) -> None:
+        if self._state == "stopped":
+            raise Closed("the database is stopped")
+
+    def _engine_failed(self, error: BaseException) -> None:
+        self._error = error
+        for sink in list(self._sinks.values()):
+            sink.close()
+
+    # -- introspection ----------------------------------------------------------
+    def topology(self) -> dict[str, Any]:
+        """Every channel and its derived kind.
+
+        Sources: ``'spsc'`` until a second producer handle exists, then
+        ``'mpsc'``. Sinks: ``'spsc'`` with at most one subscription, else
+        ``'broadcast'``.
+        """
+        with self._lock:
+            return {
+                "sources": {
+                    name: {
+                        "channel": "mpsc" if ring.multi_producer else "spsc",
+                        "producers": ring.producers,
+                        "capacity": ring.capacity,
+                        "readers": self.catalog.readers_of(name),
+                    }
+                    for name, ring in self._rings.items()
+                },
+                "sinks": {
+                    name: {
+                        "input": self.catalog.sinks[name].input,
+                        "channel": sink.kind,
+                        "subscriptions": len(sink.metrics()),
+                    }
+                    for name, sink in self._sinks.items()
+                },
+            }
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters: per source pushed/dropped/late/rejected/pending and its
+        watermark; per sink, each subscription's lag."""
+        with self._lock:
+            return {
+                "sources": {
+                    name: {**ring.stats(), "watermark": _watermark_value(ring.watermark)}
+                    for name, ring in self._rings.items()
+                },
+                "sinks": {name: {"subscriptions": s.metrics()} for name, s in self._sinks.items()},
+                "engine": {"batches": self._scheduler.batches, "state": self._state},
+            }
+
+    def __repr__(self) -> str:
+        return (f"<LaminarDB {self._state}: {len(self.catalog.sources)} sources, "
+                f"{len(self.catalog.sinks)} sinks>")
+
+
+def open(config: Config | None = None) -> LaminarDB:
+    """Open an in-memory database (`Config` validated, `ConfigError` if invalid).
+
+    >>> import laminar_polars as lp
+    >>> lp.open(lp.Config(buffer_size=1024)).config.buffer_size
+    1024
+    """
+    return LaminarDB(config)

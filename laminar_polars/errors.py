@@ -1,0 +1,76 @@
+"""The exceptions laminar_polars raises (SPEC §9).
+
+Every error inherits :class:`LaminarError`, and also the built-in exception a
+Python user would reach for first (``ValueError`` for bad configuration,
+``TypeError`` for a row that does not fit its schema, ``TimeoutError`` for a
+receive that timed out), so ``except ValueError`` keeps working.
+
+Examples
+--------
+>>> import laminar_polars as lp
+>>> issubclass(lp.SchemaError, TypeError) and issubclass(lp.SchemaError, lp.LaminarError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LaminarError",
+    "ConfigError",
+    "SqlError",
+    "CatalogError",
+    "PlanError",
+    "SchemaError",
+    "Full",
+    "Timeout",
+    "Closed",
+]
+
+
+class LaminarError(Exception):
+    """Base class of every laminar_polars error."""
+
+
+class ConfigError(LaminarError, ValueError):
+    """A `Config`, `SourceConfig` or `WITH (...)` option is invalid."""
+
+
+class SqlError(LaminarError, ValueError):
+    """SQL text could not be parsed or is not supported.
+
+    ``line`` and ``column`` (1-based) point at the offending token when known.
+    """
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None):
+        self.line = line
+        self.column = column
+        if line is not None:
+            message = f"{message} (line {line}, column {column})"
+        super().__init__(message)
+
+
+class CatalogError(LaminarError, KeyError):
+    """An object name is unknown, already taken, or still in use."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PlanError(LaminarError, ValueError):
+    """A query the engine cannot maintain incrementally."""
+
+
+class SchemaError(LaminarError, TypeError):
+    """A row or Arrow batch does not fit the source's schema."""
+
+
+class Full(LaminarError):
+    """A source with ``backpressure='reject'`` has no room for the row."""
+
+
+class Timeout(LaminarError, TimeoutError):
+    """A blocking receive ran out of time."""
+
+
+class Closed(LaminarError):
+    """The source, sink, subscription or database is closed or stopped."""

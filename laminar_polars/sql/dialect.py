@@ -1,0 +1,218 @@
+"""The ``laminar`` sqlglot dialect: RisingWave's, plus the statements of SPEC §3.
+
+RisingWave's dialect already reads ``CREATE SOURCE … (…, WATERMARK FOR …) WITH (…)``,
+``CREATE SINK … FROM …`` and ``DROP SOURCE|SINK``. On top of it this dialect reads:
+
+- ``SHOW SOURCES | SINKS | MATERIALIZED VIEWS | TABLES`` → ``exp.Show(this="SOURCES")``;
+- ``EXPLAIN <statement>`` → :class:`ExplainStatement`;
+- a trailing ``EMIT ON WINDOW CLOSE`` / ``EMIT ON UPDATE`` after
+  ``CREATE MATERIALIZED VIEW name AS <query>`` → an :class:`EmitProperty` appended to
+  the ``Create``'s ``properties`` (``this`` is ``"ON WINDOW CLOSE"`` or ``"ON UPDATE"``);
+  the generator writes it back after the query.
+
+Anything sqlglot would otherwise keep as an opaque ``exp.Command`` (with a logged
+warning) is a ``ParseError`` here instead, pointing at the statement's first token:
+a streaming engine must not run half-understood SQL.
+
+Examples
+--------
+>>> import sqlglot
+>>> from laminar_polars.sql.dialect import Laminar, EmitProperty
+>>> tree = sqlglot.parse_one(
+...     "CREATE MATERIALIZED VIEW v AS SELECT * FROM t EMIT ON UPDATE", read=Laminar)
+>>> tree.find(EmitProperty).name
+'ON UPDATE'
+>>> tree.sql(dialect=Laminar)
+'CREATE MATERIALIZED VIEW v AS SELECT * FROM t EMIT ON UPDATE'
+>>> sqlglot.parse_one("SHOW MATERIALIZED VIEWS", read="laminar").name
+'MATERIALIZED VIEWS'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import ClassVar
+
+from sqlglot import exp
+from sqlglot.dialects.risingwave import RisingWave
+from sqlglot.errors import TokenError
+from sqlglot.tokens import Token, TokenType
+from sqlglot.trie import new_trie
+
+__all__ = [
+    "EmitProperty",
+    "ExplainStatement",
+    "Laminar",
+    "SUPPORTED_STATEMENTS",
+    "TokenPositionError",
+]
+
+SUPPORTED_STATEMENTS = (
+    "CREATE SOURCE, CREATE SINK, CREATE MATERIALIZED VIEW, "
+    "DROP SOURCE|SINK|MATERIALIZED VIEW|TABLE, SHOW SOURCES|SINKS|MATERIALIZED VIEWS|TABLES, "
+    "DESCRIBE, EXPLAIN <select> and SELECT"
+)
+
+# Word sequences after EMIT, and the mode each one names.
+_EMIT_MODES = (("ON", "WINDOW", "CLOSE"), ("ON", "UPDATE"))
+_SHOW_KINDS = ("SOURCES", "SINKS", "MATERIALIZED VIEWS", "TABLES")
+
+
+class EmitProperty(exp.Expression):
+    """``EMIT ON WINDOW CLOSE`` / ``EMIT ON UPDATE`` of a materialized view."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": True}
+
+
+class ExplainStatement(exp.Expression):
+    """``EXPLAIN <statement>``; ``this`` is the explained statement's tree."""
+
+    arg_types: ClassVar[dict[str, bool]] = {"this": True}
+
+
+class TokenPositionError(TokenError):
+    """A `TokenError` that knows the 1-based line and column of the bad token."""
+
+    def __init__(self, message: str, line: int, column: int, start: int) -> None:
+        super().__init__(message, start=start, end=start + 1)
+        self.line = line
+        self.column = column
+
+
+def _show(kind: str) -> Callable[[Laminar.Parser], exp.Show]:
+    return lambda self: self.expression(exp.Show(this=kind))
+
+
+class Laminar(RisingWave):
+    """RisingWave's dialect with SHOW, EXPLAIN and EMIT (registered as ``"laminar"``)."""
+
+    class Tokenizer(RisingWave.Tokenizer):
+        KEYWORDS = {
+            **RisingWave.Tokenizer.KEYWORDS,
+            # MySQL's trick: EXPLAIN shares DESCRIBE's token; the parser tells them apart.
+            "EXPLAIN": TokenType.DESCRIBE,
+        }
+        # SHOW is parsed (below), not swallowed whole as a Command.
+        COMMANDS = RisingWave.Tokenizer.COMMANDS - {TokenType.SHOW}
+
+        def tokenize(self, sql: str) -> list[Token]:
+            try:
+                return super().tokenize(sql)
+            except TokenError as error:
+                # sqlglot only quotes ±50 characters of context; the tokenizer core still
+                # holds the offset where the bad token starts, which gives line and column.
+                start = getattr(self._core, "_start", None)
+                if not isinstance(start, int) or not 0 <= start < len(sql):
+                    raise
+                line = sql.count("\n", 0, start) + 1
+                column = start - (sql.rfind("\n", 0, start) + 1) + 1
+                snippet = sql[start : start + 20].split("\n")[0]
+                raise TokenPositionError(
+                    f"cannot read the SQL text starting at {snippet!r} "
+                    "(an unterminated quote or comment?)",
+                    line,
+                    column,
+                    start,
+                ) from error
+
+    class Parser(RisingWave.Parser):
+        STATEMENT_PARSERS = {
+            **RisingWave.Parser.STATEMENT_PARSERS,
+            TokenType.DESCRIBE: lambda self: self._parse_describe_or_explain(),
+            TokenType.SHOW: lambda self: self._parse_show(),
+        }
+
+        SHOW_PARSERS = {kind: _show(kind) for kind in _SHOW_KINDS}
+        # The base class builds its trie from its own (empty) SHOW_PARSERS.
+        SHOW_TRIE = new_trie(kind.split(" ") for kind in SHOW_PARSERS)
+
+        def _parse_describe_or_explain(self) -> exp.Expr:
+            if self._prev.text.upper() != "EXPLAIN":
+                return self._parse_describe()
+            statement = self._parse_statement()
+            if statement is None:
+                self.raise_error("EXPLAIN needs a statement to explain")
+            return self.expression(ExplainStatement(this=statement))
+
+        def _parse_show(self) -> exp.Expr | None:
+            parser = self._find_parser(self.SHOW_PARSERS, self.SHOW_TRIE)
+            if parser is None:
+                self.raise_error(f"expected {', '.join(_SHOW_KINDS)} after SHOW")
+                return None
+            return parser(self)
+
+        def _at_emit_clause(self) -> bool:
+            if not self._curr or self._curr.text.upper() != "EMIT":
+                return False
+            index = self._index
+            self._advance()
+            found = any(self._match_text_seq(*words, advance=False) for words in _EMIT_MODES)
+            self._retreat(index)
+            return found
+
+        def _parse_emit(self) -> EmitProperty | None:
+            if not self._at_emit_clause():
+                return None
+            self._advance()  # EMIT
+            for words in _EMIT_MODES:
+                if self._match_text_seq(*words):
+                    return self.expression(EmitProperty(this=exp.var(" ".join(words))))
+            return None  # unreachable: _at_emit_clause matched one of the modes
+
+        # `t EMIT` would otherwise read as a table or column alias named "emit", as
+        # sqlglot itself guards START WITH and WINDOW.
+        def _parse_table_alias(
+            self, alias_tokens: Collection[TokenType] | None = None
+        ) -> exp.TableAlias | None:
+            if self._at_emit_clause():
+                return None
+            return super()._parse_table_alias(alias_tokens)
+
+        def _parse_alias(self, this: exp.Expr | None, explicit: bool = False) -> exp.Expr | None:
+            if self._at_emit_clause():
+                return this
+            return super()._parse_alias(this, explicit)
+
+        def _parse_ddl_select(self) -> exp.Expr | None:
+            query = super()._parse_ddl_select()
+            if query is not None and self._at_emit_clause():
+                # _parse_create would see EMIT as a leftover token and give up; the
+                # clause rides on the query's meta until _parse_create moves it.
+                emit_token = self._curr
+                query.meta["laminar_emit"] = (emit_token, self._parse_emit())
+            return query
+
+        def _parse_create(self) -> exp.Create | exp.Command:
+            create = super()._parse_create()
+            query = create.args.get("expression") if isinstance(create, exp.Create) else None
+            pending = query.meta.pop("laminar_emit", None) if isinstance(query, exp.Expr) else None
+            if pending is None:
+                return create
+            emit_token, emit = pending
+            properties = create.args.get("properties")
+            materialized = properties is not None and properties.find(exp.MaterializedProperty)
+            if create.kind != "VIEW" or not materialized:
+                self.raise_error("EMIT is only allowed in CREATE MATERIALIZED VIEW", emit_token)
+            if properties is None:
+                create.set("properties", exp.Properties(expressions=[emit]))
+            else:
+                properties.append("expressions", emit)
+            return create
+
+        def _warn_unsupported(self) -> None:
+            # Called where sqlglot falls back to exp.Command: refuse instead of warning.
+            first = self._tokens[0] if self._tokens else None
+            self.raise_error(f"unsupported statement; supported: {SUPPORTED_STATEMENTS}", first)
+
+    class Generator(RisingWave.Generator):
+        TRANSFORMS = {
+            **RisingWave.Generator.TRANSFORMS,
+            EmitProperty: lambda self, e: f"EMIT {self.sql(e, 'this')}",
+            ExplainStatement: lambda self, e: f"EXPLAIN {self.sql(e, 'this')}",
+            # The base generator only knows MySQL's and Snowflake's SHOW variants.
+            exp.Show: lambda self, e: f"SHOW {e.name}",
+        }
+        PROPERTIES_LOCATION = {
+            **RisingWave.Generator.PROPERTIES_LOCATION,
+            EmitProperty: exp.Properties.Location.POST_EXPRESSION,
+        }

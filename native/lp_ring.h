@@ -1,0 +1,174 @@
+/* The source ring: a pre-allocated power-of-two ring of rows stored as
+ * columns, with Disruptor-style sequence counters.
+ *
+ * Sequences are absolute row numbers that never wrap (int64). A row with
+ * sequence s lives in slot s & mask of every column.
+ *   claim      next sequence a producer may take       (producers)
+ *   published  every row below it is fully written     (producers → consumer)
+ *   read       every row below it is consumed/dropped  (consumer, drop_oldest)
+ * Each counter sits on its own cache line so producers and the consumer do not
+ * invalidate each other's lines (false sharing).
+ *
+ * Strings go to one byte arena per ring, also addressed by absolute byte
+ * positions; a string never wraps (the head skips to the arena start instead),
+ * so it can be copied with one memcpy.
+ *
+ * The ring is SPSC until lp_ring_set_multi_producer(); after that producers
+ * claim with a CAS and publish in sequence order. */
+#ifndef LP_RING_H
+#define LP_RING_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "lp_atomic.h"
+#include "nanoarrow/nanoarrow.h"
+
+enum lp_type {
+  LP_STRING = 0,
+  LP_FLOAT64 = 1,
+  LP_FLOAT32 = 2,
+  LP_INT64 = 3,
+  LP_INT32 = 4,
+  LP_INT16 = 5,
+  LP_BOOL = 6,
+  LP_TIMESTAMP = 7,
+  LP_DATE = 8,
+};
+
+enum lp_backpressure { LP_BLOCK = 0, LP_DROP_OLDEST = 1, LP_REJECT = 2 };
+enum lp_wait_kind { LP_WAIT_SPIN = 0, LP_WAIT_SPIN_YIELD = 1, LP_WAIT_PARK = 2 };
+
+/* Result codes of lp_ring_push. */
+enum lp_push_result {
+  LP_PUSH_OK = 0,
+  LP_PUSH_LATE = 1,      /* older than the watermark: dropped and counted */
+  LP_PUSH_FULL = 2,      /* no room and the caller asked not to wait */
+  LP_PUSH_CLOSED = 3,    /* the ring was closed before or while waiting */
+  LP_PUSH_TOO_BIG = 4,   /* the row's strings can never fit the arena */
+};
+
+/* One converted value of a row, staged before any slot is claimed so that a
+ * row that fails conversion never touches the ring. */
+typedef struct {
+  int64_t i;          /* ints, timestamps (us), dates (days), bools */
+  double f;           /* floats */
+  const char* str;    /* strings: borrowed UTF-8, valid for the push call */
+  int64_t len;
+  int is_null;
+} lp_value;
+
+typedef struct {
+  int type;
+  int width;          /* bytes per slot in values */
+  uint8_t* values;    /* capacity * width; strings store (int64 pos, int64 len) */
+  uint8_t* valid;     /* capacity bytes, 1 = not null */
+} lp_column;
+
+typedef struct {
+  int kind;
+  int64_t spins;
+} lp_wait_strategy;
+
+/* Wakes a parked consumer; one per database, shared by its rings. */
+typedef struct {
+  pthread_mutex_t mutex;
+  pthread_cond_t cond;
+  int64_t parked;     /* consumers inside pthread_cond_wait */
+  int64_t rung;       /* bumped on every wake-up, so a waiter can tell */
+} lp_doorbell;
+
+typedef struct lp_ring {
+  /* Producer side: written on every push. */
+  _Alignas(LP_CACHE_LINE) int64_t claim;
+  int64_t arena_head;
+  int64_t max_event_time;
+  char _pad0[LP_CACHE_LINE - 3 * sizeof(int64_t)];
+  _Alignas(LP_CACHE_LINE) int64_t published;
+  char _pad1[LP_CACHE_LINE - sizeof(int64_t)];
+  /* Consumer side. */
+  _Alignas(LP_CACHE_LINE) int64_t read;
+  int64_t arena_tail;
+  char _pad2[LP_CACHE_LINE - 2 * sizeof(int64_t)];
+  /* Rarely written: counters, watermark, state. */
+  _Alignas(LP_CACHE_LINE) int64_t dropped;
+  int64_t late;
+  int64_t rejected;
+  int64_t explicit_watermark;
+  int64_t closed;
+  int64_t multi_producer;
+  int64_t space_parked;     /* producers parked waiting for room */
+  int64_t batch_rows;       /* rows held by queued Arrow batches (Cython side) */
+  int64_t batches_queued;
+
+  /* Fixed at creation. */
+  _Alignas(LP_CACHE_LINE) int64_t capacity;
+  int64_t mask;
+  int64_t arena_size;
+  int64_t arena_mask;
+  int64_t watermark_delay;  /* us */
+  int watermark_column;     /* -1: no watermark */
+  int backpressure;
+  lp_wait_strategy wait;
+  int ncolumns;
+  lp_column* columns;
+  int64_t* row_arena_end;   /* arena head after each row, per slot */
+  uint8_t* arena;
+  struct ArrowSchema schema; /* struct<columns>, owned */
+  pthread_mutex_t space_mutex;
+  pthread_cond_t space_cond;
+  lp_doorbell* doorbell;    /* may be NULL */
+} lp_ring;
+
+#define LP_NO_WATERMARK INT64_MIN
+#define LP_CLOSED_WATERMARK INT64_MAX
+
+/* Creation takes the schema (owned afterwards) and column types in order. */
+int lp_ring_init(lp_ring* ring, int64_t capacity, int64_t arena_size, int ncolumns,
+                 const int* types, struct ArrowSchema* schema, int watermark_column,
+                 int64_t watermark_delay, int backpressure, lp_wait_strategy wait,
+                 lp_doorbell* doorbell);
+void lp_ring_destroy(lp_ring* ring);
+void lp_ring_set_multi_producer(lp_ring* ring);
+
+/* Push one staged row. With `wait` = 0 a full ring answers LP_PUSH_FULL
+ * instead of waiting (try_push, or a caller that waits without the GIL via
+ * lp_ring_wait_for_row and retries); drop_oldest still makes room. */
+int lp_ring_push(lp_ring* ring, const lp_value* values, int wait);
+int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values);
+
+/* The struct<columns> schema of a ring, built with nanoarrow. */
+int lp_schema_init(struct ArrowSchema* schema, int ncolumns, const char** names,
+                   const int* types, const int* nullable);
+
+/* Copy up to max_rows published rows into `out` (a struct array built with
+ * nanoarrow; the caller owns it) and consume them. Returns rows taken, or -1
+ * with `error` set. */
+int64_t lp_ring_take(lp_ring* ring, int64_t max_rows, struct ArrowArray* out,
+                     struct ArrowError* error);
+
+int64_t lp_ring_watermark(const lp_ring* ring);
+void lp_ring_advance_watermark(lp_ring* ring, int64_t event_time);
+/* Raise the maximum event time seen (rows queued as Arrow batches). */
+void lp_ring_advance_event_time(lp_ring* ring, int64_t event_time);
+int64_t lp_ring_pending(const lp_ring* ring);
+void lp_ring_close(lp_ring* ring);
+/* Wake producers parked for space (after the batch queue shrank, on stop). */
+void lp_ring_wake_producers(lp_ring* ring);
+/* Wait per the ring's wait strategy until `has_space(ring, arg)` holds;
+ * returns LP_PUSH_OK, or LP_PUSH_CLOSED when the ring closed meanwhile.
+ * Call without the GIL: the consumer needs it to make room. */
+typedef int (*lp_space_predicate)(const lp_ring* ring, int64_t arg);
+int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg);
+/* Predicate for a queued Arrow batch of `rows` rows. */
+int lp_ring_batch_fits(const lp_ring* ring, int64_t rows);
+
+void lp_doorbell_init(lp_doorbell* bell);
+void lp_doorbell_destroy(lp_doorbell* bell);
+void lp_doorbell_ring(lp_doorbell* bell);
+/* Wait until one of `rings` has unread rows, `rung` moves past `seen`, or
+ * timeout_us passes (< 0: forever). Returns 1 if data or a ring, 0 on timeout. */
+int lp_doorbell_wait(lp_doorbell* bell, lp_ring** rings, int nrings, int64_t seen,
+                     lp_wait_strategy wait, int64_t timeout_us);
+
+#endif
