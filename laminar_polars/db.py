@@ -63,6 +63,8 @@ class _SinkFeed:
 
     def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
         if frame.height:
+            if self.sink.changelog:  # a source only ever inserts
+                frame = frame.with_columns(op=pl.lit("insert"))
             self.sink.emit(frame)
 
     def on_end(self) -> None:

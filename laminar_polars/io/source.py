@@ -178,22 +178,23 @@ class Source(_native.Producer):
         watermark = self.definition.watermark
         if watermark is None or table.num_rows == 0:
             return table, _native.NO_WATERMARK
-        ts = table.column(watermark.column).combine_chunks().cast(pa.int64())
-        ts = ts.to_numpy(zero_copy_only=False)
+        column = table.column(watermark.column)
+        if column.null_count:
+            raise SchemaError(
+                f"source {self.name!r}: column {watermark.column!r} is the event time (its "
+                f"watermark column) and cannot be null; the Arrow batch has "
+                f"{column.null_count} null(s)"
+            )
         current = self.ring.watermark
         if current == _native.CLOSED_WATERMARK:
             raise Closed(f"source {self.name!r} is closed; no more rows are accepted")
-        # Row i is late if it is older than max(current, max(ts[:i]) - delay).
-        running_max = np.maximum.accumulate(ts)
-        before = np.empty_like(ts)
-        before[0] = current
-        np.maximum(running_max[:-1] - watermark.delay_us, current, out=before[1:])
-        late = ts < before
-        late_count = int(late.sum())
+        late_count, max_event_time, keep = _native.late_rows(
+            _event_times(column), current, watermark.delay_us
+        )
         if late_count:
             self.ring.count_late(late_count)
-            table = table.filter(pa.array(~late))
-        return table, int(running_max[-1])
+            table = table.filter(pa.array(np.frombuffer(keep, dtype=np.bool_)))
+        return table, max_event_time
 
     # -- event time, lifecycle ------------------------------------------------
     def watermark(self, ts: dt.datetime | int) -> None:
@@ -229,6 +230,18 @@ class Source(_native.Producer):
 
     def __repr__(self) -> str:
         return f"<Source {self.name!r} {self.channel} pending={self.pending}/{self.capacity}>"
+
+
+def _event_times(column: pa.ChunkedArray) -> np.ndarray:
+    """A timestamp[us] column's int64 microseconds; one chunk is not copied."""
+    views = [
+        np.frombuffer(chunk.buffers()[1], dtype=np.int64, count=len(chunk) + chunk.offset)[
+            chunk.offset:
+        ]
+        for chunk in column.chunks
+        if len(chunk)
+    ]
+    return views[0] if len(views) == 1 else np.concatenate(views)
 
 
 def _as_arrow_table(data: Any) -> pa.Table:

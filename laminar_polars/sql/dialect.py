@@ -199,8 +199,16 @@ class Laminar(RisingWave):
                 properties.append("expressions", emit)
             return create
 
+        # sqlglot gives up on a statement in these two places, keeping it as opaque
+        # text (exp.Command) and logging a warning: refuse instead, at the bad token.
+        def _parse_as_command(self, start: Token) -> exp.Command:
+            token = self._curr or start
+            self.raise_error(
+                f"unsupported syntax at {token.text!r}; supported: {SUPPORTED_STATEMENTS}", token
+            )
+            return exp.Command(this=start.text)  # only with a lenient error_level
+
         def _warn_unsupported(self) -> None:
-            # Called where sqlglot falls back to exp.Command: refuse instead of warning.
             first = self._tokens[0] if self._tokens else None
             self.raise_error(f"unsupported statement; supported: {SUPPORTED_STATEMENTS}", first)
 

@@ -139,3 +139,12 @@ def test_subscriber_sees_only_rows_after_it_subscribed(db):
     db.stop()
     assert read_all(early)["i"].to_list() == [2]
     assert read_all(late)["i"].to_list() == [2]
+
+
+def test_changelog_sink_of_a_source_marks_inserts(db):
+    db.execute("CREATE SOURCE n (i BIGINT)")
+    sub = db.create_sink("log", "n", changelog=True).subscribe()
+    db.source("n").push_batch([(1,), (2,)])
+    db.stop()
+    got = read_all(sub)
+    assert got.to_dict(as_series=False) == {"i": [1, 2], "op": ["insert", "insert"]}

@@ -330,6 +330,13 @@ def test_unterminated_string_has_a_position() -> None:
     assert (info.value.line, info.value.column) == (3, 3)
 
 
+def test_a_statement_sqlglot_would_keep_as_text_points_at_the_leftover_token() -> None:
+    sql = "SHOW SOURCES;\nCREATE MATERIALIZED VIEW v AS\n  SELECT a FROM t\n  EMIT ON UPDATE EMIT"
+    with pytest.raises(SqlError, match="unsupported syntax at 'EMIT'") as info:
+        parse_statements(sql)
+    assert (info.value.line, info.value.column) == (4, 18)
+
+
 def test_bad_show_kind() -> None:
     with pytest.raises(SqlError, match="expected SOURCES, SINKS") as info:
         parse_statements("SHOW VIEWS")
