@@ -702,6 +702,12 @@ cdef class Producer:
     def push(self, row):
         """Append one row; waits, drops or raises `Full` when the ring is full."""
         if self._push(row, True) == 0:
+            rows = lp_load_acquire(&self.c_ring.claim) - lp_load_acquire(&self.c_ring.read)
+            if rows < self.c_ring.capacity:
+                raise FullError(
+                    f"the source's string arena ({self.c_ring.arena_size} bytes) is full with "
+                    f"{rows} of {self.c_ring.capacity} rows pending, and backpressure is "
+                    f"'reject'; raise buffer_size for longer strings")
             raise FullError(
                 f"source ring is full ({self.c_ring.capacity} rows) and backpressure is 'reject'")
 

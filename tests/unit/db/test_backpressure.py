@@ -110,8 +110,6 @@ def test_reject_full_ring_refuses_both_rows_and_batches(db, first):
     assert src.pending <= src.capacity
 
 
-@pytest.mark.xfail(strict=True, reason="a full string arena raises Full saying 'source ring is "
-                   "full (4 rows)' while only 2 rows are pending; nothing names the strings")
 def test_reject_full_string_arena_says_so(db):
     src = _source(db, "reject")
     big = "x" * 30_000  # the arena is 64 KiB at this size: two such rows fill it
