@@ -183,29 +183,19 @@ def late_rows(const int64_t[::1] event_times, int64_t watermark, int64_t delay):
     cdef int64_t running = INT64_MIN
     cdef int64_t bound = watermark
     cdef int64_t t
+    keep = bytearray(n)
+    cdef unsigned char[::1] mask = keep
     for i in range(n):
         t = event_times[i]
         if t < bound:
             late += 1
-        elif t > running:
+            continue
+        mask[i] = 1
+        if t > running:
             running = t
             if running - delay > bound:
                 bound = running - delay
-    if late == 0:
-        return 0, running, None
-    keep = bytearray(n)
-    cdef unsigned char[::1] mask = keep
-    bound = watermark
-    running = INT64_MIN
-    for i in range(n):
-        t = event_times[i]
-        if t >= bound:
-            mask[i] = 1
-            if t > running:
-                running = t
-                if running - delay > bound:
-                    bound = running - delay
-    return late, running, bytes(keep)
+    return late, running, (bytes(keep) if late else None)
 
 
 cdef class Doorbell:
@@ -643,7 +633,7 @@ cdef class Producer:
                         f"fields {list(self.ring.names)}") from None
                 held.append(value)
                 self._stage(c, value, &values[c])
-        return 0
+        return self._check_event_time(values)
 
     cdef int _check_event_time(self, lp_value* values) except -1:
         cdef int wc = self.c_ring.watermark_column
@@ -693,7 +683,6 @@ cdef class Producer:
                 raise MemoryError()
         try:
             self._stage_row(row, values, held)
-            self._check_event_time(values)
             return self._push_staged(values, may_wait)
         finally:
             if values != stack_values:
@@ -730,7 +719,6 @@ cdef class Producer:
             for r in range(n):
                 try:
                     self._stage_row(rows[r], values + r * width, held)
-                    self._check_event_time(values + r * width)
                 except TypeError as exc:
                     raise type(exc)(f"row {r}: {exc}") from None
             if self.c_ring.backpressure == LP_REJECT and (
