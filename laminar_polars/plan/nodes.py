@@ -78,7 +78,8 @@ class Agg:
     arrival alone (Polars ``first()`` in a ``group_by``; in ``group_by_dynamic``
     Polars sorts by time, so front ends pass ``'event'`` there).
     ``null_sum`` says what ``sum`` of no non-null values gives: ``'null'`` (SQL)
-    or ``'zero'`` (Polars).
+    or ``'zero'`` (Polars). ``count_null`` makes ``n_unique`` count null as a
+    value, as Polars' ``n_unique()`` does (SQL's ``count(DISTINCT)`` does not).
     """
 
     name: str
@@ -86,6 +87,7 @@ class Agg:
     expr: pl.Expr | None = None
     order: Literal["event", "arrival"] = "event"
     null_sum: Literal["null", "zero"] = "null"
+    count_null: bool = False
 
     def __post_init__(self) -> None:
         if self.func not in _AGG_FUNCS:
