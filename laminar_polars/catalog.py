@@ -26,7 +26,7 @@ import polars as pl
 from laminar_polars.config import SourceConfig, Watermark
 from laminar_polars.errors import CatalogError, SchemaError
 
-__all__ = ["Catalog", "ColumnDef", "ColumnType", "SinkDef", "SourceDef"]
+__all__ = ["Catalog", "ColumnDef", "ColumnType", "SinkDef", "SourceDef", "ViewDef"]
 
 
 class ColumnType(enum.Enum):
@@ -164,6 +164,17 @@ class SourceDef:
 
 
 @dataclasses.dataclass(frozen=True)
+class ViewDef:
+    """A materialized view: its plan (a `laminar_polars.plan` node), the
+    relations it reads, and the SQL that defined it (None for a LazyFrame)."""
+
+    name: str
+    plan: Any
+    inputs: tuple[str, ...]
+    sql: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class SinkDef:
     """A sink reading the output of a source or materialized view."""
 
@@ -181,7 +192,7 @@ class Catalog:
 
     def __init__(self) -> None:
         self.sources: dict[str, SourceDef] = {}
-        self.views: dict[str, Any] = {}
+        self.views: dict[str, ViewDef] = {}
         self.tables: dict[str, pl.DataFrame] = {}
         self.sinks: dict[str, SinkDef] = {}
 
@@ -207,7 +218,7 @@ class Catalog:
     def readers_of(self, name: str) -> list[str]:
         """Names of sinks and views that read ``name`` directly."""
         readers = [s.name for s in self.sinks.values() if s.input == name]
-        readers += [v for v, d in self.views.items() if name in getattr(d, "inputs", ())]
+        readers += [v for v, d in self.views.items() if name in d.inputs]
         return readers
 
     def source(self, name: str) -> SourceDef:

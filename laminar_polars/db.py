@@ -33,12 +33,14 @@ from typing import Any
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.catalog import Catalog, ColumnDef, ColumnType, SinkDef, SourceDef
+from laminar_polars.catalog import Catalog, ColumnDef, ColumnType, SinkDef, SourceDef, ViewDef
 from laminar_polars.config import Config, SourceConfig, Watermark
 from laminar_polars.engine.scheduler import Scheduler
-from laminar_polars.errors import CatalogError, Closed, LaminarError
+from laminar_polars.engine.view import OP, ViewRuntime
+from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
+from laminar_polars.plan import Node, Scan, inputs_of
 from laminar_polars.sql import (
     CreateMaterializedView,
     CreateSink,
@@ -56,15 +58,18 @@ __all__ = ["LaminarDB", "open"]
 
 
 class _SinkFeed:
-    """Feeds a sink from a source's micro-batches (a sink reading a source)."""
+    """Feeds a sink from a source's micro-batches or a view's output."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
     def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
         if frame.height:
-            if self.sink.changelog:  # a source only ever inserts
-                frame = frame.with_columns(op=pl.lit("insert"))
+            if self.sink.changelog:  # appends are inserts; upserts say which they are
+                op = pl.col(OP) if OP in frame.columns else pl.lit("insert")
+                frame = frame.with_columns(op.alias("op")).drop(OP, strict=False)
+            elif OP in frame.columns:
+                frame = frame.drop(OP)
             self.sink.emit(frame)
 
     def on_end(self) -> None:
@@ -101,6 +106,7 @@ class LaminarDB:
         self._rings: dict[str, _native.Ring] = {}
         self._sinks: dict[str, Sink] = {}
         self._feeds: dict[str, _SinkFeed] = {}
+        self._views: dict[str, ViewRuntime] = {}
         self._scheduler = Scheduler(self._doorbell, self._engine_failed)
         self._lock = threading.RLock()
         self._state = "created"  # created → running → stopped
@@ -139,12 +145,121 @@ class LaminarDB:
             return self._show(statement.kind)
         elif isinstance(statement, Describe):
             return self.describe(statement.name)
-        elif isinstance(statement, (CreateMaterializedView, Explain, Query)):
-            raise LaminarError(
-                "materialized views and queries are not implemented yet (the streaming "
-                "engine issue); sources and sinks are"
-            )
+        elif isinstance(statement, CreateMaterializedView):
+            if statement.if_not_exists and statement.name in self.catalog.views:
+                return None
+            from laminar_polars.sql import plan_select
+
+            plan = plan_select(statement.query, self._relation, statement.emit)
+            self._add_view(statement.name, plan, statement.sql)
+        elif isinstance(statement, Explain):
+            from laminar_polars.sql import explain_select
+
+            text = explain_select(statement.query, self._relation)
+            return pl.DataFrame({"plan": text.splitlines()}, schema={"plan": pl.String})
+        elif isinstance(statement, Query):
+            return self._query(statement.query.sql(dialect="postgres"))
         return None
+
+    # -- materialized views -----------------------------------------------------
+    def _relation(self, name: str) -> Scan:
+        """How a plan sees a source or view: its schema and event-time column."""
+        if name in self.catalog.sources:
+            definition = self.catalog.sources[name]
+            watermark = definition.watermark
+            return Scan(name, definition.polars_schema, watermark.column if watermark else None)
+        if name in self.catalog.views:
+            plan = self.catalog.views[name].plan
+            return Scan(name, plan.schema, plan.time_column, plan.appends_only)
+        known = {**self.catalog.sources, **self.catalog.views}
+        raise CatalogError(self.catalog._unknown("source or materialized view", name, known))
+
+    def stream(self, name: str) -> pl.LazyFrame:
+        """A LazyFrame standing for source or view ``name``, to build a view on
+        with :meth:`create_materialized_view`."""
+        from laminar_polars.frontend import stream
+
+        return stream(self._relation(name))
+
+    def create_materialized_view(
+        self, name: str, query: pl.LazyFrame, emit: str | None = None
+    ) -> None:
+        """Maintain ``query`` (built on :meth:`stream` frames) as view ``name``.
+
+        ``emit`` is ``'on_window_close'`` (the default for windows) or
+        ``'on_update'``. A plan the engine cannot maintain raises `PlanError`.
+        """
+        if isinstance(query, Node):
+            plan = query
+        else:
+            from laminar_polars.frontend import plan_lazyframe
+
+            plan = plan_lazyframe(query, self._relation, emit)
+        self._add_view(name, plan, None)
+
+    def _add_view(self, name: str, plan: Node, sql: str | None) -> None:
+        with self._lock:
+            self._check_open()
+            self.catalog.check_new_relation(name)
+            runtime = ViewRuntime(name, plan)
+            self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql)
+            self._views[name] = runtime
+            self._reader_list(runtime.input, runtime, add=True)
+
+    def _reader_list(self, input: str, reader: Any, *, add: bool) -> None:
+        """Attach (or detach) a reader of a source or view."""
+        if input in self._views:
+            readers = self._views[input].readers
+            if add:
+                readers.append(reader)
+            elif reader in readers:
+                readers.remove(reader)
+        elif add:
+            self._scheduler.subscribe(input, reader)
+        else:
+            self._scheduler.unsubscribe(input, reader)
+
+    def drop_materialized_view(self, name: str) -> None:
+        """Drop a view no sink or other view reads."""
+        with self._lock:
+            if name not in self.catalog.views:
+                raise CatalogError(self.catalog._unknown("materialized view", name,
+                                                         self.catalog.views))
+            readers = self.catalog.readers_of(name)
+            if readers:
+                raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
+            runtime = self._views.pop(name)
+            self._reader_list(runtime.input, runtime, add=False)
+            del self.catalog.views[name]
+
+    def register_table(self, name: str, frame: pl.DataFrame) -> None:
+        """A static table ``db.query`` can read (and, later, lookup joins)."""
+        with self._lock:
+            self.catalog.check_new_relation(name)
+            self.catalog.tables[name] = frame
+
+    def query(self, sql: str) -> pl.DataFrame:
+        """Answer a SELECT over the current rows of views and registered tables.
+
+        Sources hold no rows (they stream through), so they cannot be queried.
+        """
+        statements = parse_statements(sql)
+        if len(statements) != 1 or not isinstance(statements[0], Query):
+            raise SqlError("db.query takes exactly one SELECT statement")
+        return self._query(sql)
+
+    def _query(self, sql: str) -> pl.DataFrame:
+        frames: dict[str, pl.DataFrame] = dict(self.catalog.tables)
+        frames.update({name: view.contents() for name, view in self._views.items()})
+        try:
+            return pl.SQLContext(frames).execute(sql, eager=True)
+        except pl.exceptions.SQLSyntaxError as error:
+            raise SqlError(str(error)) from error
+        except (pl.exceptions.SQLInterfaceError, pl.exceptions.ColumnNotFoundError) as error:
+            if "not found" in str(error) or isinstance(error, pl.exceptions.ColumnNotFoundError):
+                raise CatalogError(f"{error} (views and tables: {sorted(frames) or 'none'})"
+                                   ) from error
+            raise SqlError(str(error)) from error
 
     # -- sources ----------------------------------------------------------------
     def create_source(
@@ -226,25 +341,24 @@ class LaminarDB:
         with self._lock:
             self._check_open()
             self.catalog.check_new_sink(definition.name)
-            if definition.input not in self.catalog.sources:
-                raise CatalogError(
-                    f"sink {definition.name!r} reads unknown source {definition.input!r}"
-                    f" (sources: {sorted(self.catalog.sources) or 'none'})"
-                )
-            schema = self.catalog.sources[definition.input].polars_schema
+            if definition.input not in self.catalog.sources | self.catalog.views:
+                known = sorted(self.catalog.sources | self.catalog.views) or "none"
+                raise CatalogError(f"sink {definition.name!r} reads unknown source or view "
+                                   f"{definition.input!r} (known: {known})")
+            schema = self._relation(definition.input).schema
             sink = Sink(definition.name, schema, changelog=definition.changelog)
             feed = _SinkFeed(sink)
             self.catalog.sinks[definition.name] = definition
             self._sinks[definition.name] = sink
             self._feeds[definition.name] = feed
-            self._scheduler.subscribe(definition.input, feed)
+            self._reader_list(definition.input, feed, add=True)
 
     def sink(self, name: str) -> Sink:
         """The sink ``name``; a source name gives an implicit sink of the same name."""
         with self._lock:
             if name in self._sinks:
                 return self._sinks[name]
-            if name in self.catalog.sources:
+            if name in self.catalog.sources or name in self.catalog.views:
                 self._add_sink(SinkDef(name, name))
                 return self._sinks[name]
         raise CatalogError(self.catalog._unknown("sink", name, self.catalog.sinks))
@@ -264,13 +378,16 @@ class LaminarDB:
                         return
                     self.catalog.source(statement.name)
                 self.drop_source(statement.name)
+            elif statement.kind == "materialized view":
+                if statement.name in self.catalog.views or not statement.if_exists:
+                    self.drop_materialized_view(statement.name)
             elif not statement.if_exists:
                 raise CatalogError(f"unknown {statement.kind} {statement.name!r}")
 
     def drop_sink(self, name: str) -> None:
         with self._lock:
             definition = self.catalog.sink(name)
-            self._scheduler.unsubscribe(definition.input, self._feeds.pop(name))
+            self._reader_list(definition.input, self._feeds.pop(name), add=False)
             del self.catalog.sinks[name]
             self._sinks.pop(name).close()
 
@@ -366,6 +483,10 @@ class LaminarDB:
                     }
                     for name, ring in self._rings.items()
                 },
+                "views": {
+                    name: {"input": view.input, "readers": self.catalog.readers_of(name)}
+                    for name, view in self._views.items()
+                },
                 "sinks": {
                     name: {
                         "input": self.catalog.sinks[name].input,
@@ -384,6 +505,12 @@ class LaminarDB:
                 "sources": {
                     name: {**ring.stats(), "watermark": _watermark_value(ring.watermark)}
                     for name, ring in self._rings.items()
+                },
+                "views": {
+                    name: {"rows_in": view.rows_in, "rows_out": view.rows_out,
+                           "state_rows": view.state_rows,
+                           "watermark": _watermark_value(view.watermark)}
+                    for name, view in self._views.items()
                 },
                 "sinks": {name: {"subscriptions": s.metrics()} for name, s in self._sinks.items()},
                 "engine": {"batches": self._scheduler.batches, "state": self._state},

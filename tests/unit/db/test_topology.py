@@ -27,6 +27,7 @@ def test_source_channel_spsc_then_mpsc_after_clone(db):
     assert db.topology() == {
         "sources": {"trades": {"channel": "spsc", "producers": 1, "capacity": 65536,
                                "readers": ["raw"]}},
+        "views": {},
         "sinks": {"raw": {"input": "trades", "channel": "spsc", "subscriptions": 0}},
     }
     clone = src.clone()
@@ -164,7 +165,7 @@ def test_drop_sink_then_source(db):
     assert db.topology()["sources"]["trades"]["readers"] == []
     db.execute("DROP SOURCE trades")
     assert db.execute("SHOW SOURCES").height == 0
-    assert db.topology() == {"sources": {}, "sinks": {}}
+    assert db.topology() == {"sources": {}, "views": {}, "sinks": {}}
     assert "trades" not in db.metrics()["sources"]
     with pytest.raises(lp.Closed):
         src.push(("A", 1.0, 1, T0))

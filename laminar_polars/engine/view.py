@@ -1,0 +1,157 @@
+"""A running materialized view: its plan compiled into stages, and its readers.
+
+A view is a consumer of its input (a source's micro-batches from the
+scheduler, or an upstream view's output) and a producer for its readers
+(sinks and views stacked on it). Each micro-batch runs through the stages
+bottom-up on the scheduler thread; whatever comes out, with the output
+watermark, goes to every reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import polars as pl
+
+from laminar_polars import _native
+from laminar_polars.engine.aggregates import collect
+from laminar_polars.engine.keyed import KeyedAggregate
+from laminar_polars.engine.window import OP, GridWindows, SessionWindows, window_operator
+from laminar_polars.errors import PlanError
+from laminar_polars.plan import KeyedAgg, Node, RowMap, Scan, Step, WindowAgg, apply_steps
+
+__all__ = ["OP", "Reader", "ViewRuntime"]
+
+
+class Reader(Protocol):
+    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None: ...
+
+    def on_end(self) -> None: ...
+
+
+_SENTINELS = (_native.NO_WATERMARK, _native.CLOSED_WATERMARK)
+
+
+class _RowStage:
+    def __init__(self, node: RowMap) -> None:
+        self.steps = node.steps
+
+    def run(self, frame: pl.DataFrame, watermark: int) -> tuple[pl.DataFrame, int]:
+        if not frame.height:
+            return frame, watermark
+        steps: Sequence[Step] = self.steps
+        if OP in frame.columns:  # upserts keep their marker through projections
+            steps = [Step(s.kind, (*s.exprs, pl.col(OP))) if s.kind == "select" else s
+                     for s in steps]
+        return collect(apply_steps(frame.lazy(), steps)), watermark
+
+
+class _AggregateStage:
+    def __init__(self, node: WindowAgg | KeyedAgg) -> None:
+        self.node = node
+        self.operator: GridWindows | SessionWindows | KeyedAggregate
+        if isinstance(node, WindowAgg):
+            self.operator = window_operator(node)
+            self.lag = node.time_lag_us if node.time_column is not None else None
+        else:
+            self.operator = KeyedAggregate(node)
+            self.lag = None
+
+    def run(self, frame: pl.DataFrame, watermark: int) -> tuple[pl.DataFrame, int]:
+        internal = self.operator.process(frame, watermark)
+        out = self.project(internal)
+        if self.lag is not None and watermark not in _SENTINELS:
+            watermark -= self.lag
+        return out, watermark
+
+    def project(self, internal: pl.DataFrame | None) -> pl.DataFrame:
+        """HAVING, then the view's output columns (and the upsert marker)."""
+        if internal is None:
+            return pl.DataFrame(schema=self.node.schema)
+        rows = internal.lazy()
+        if self.node.having is not None:
+            rows = rows.filter(self.node.having)
+        extra = [pl.col(OP)] if OP in internal.columns else []
+        return collect(rows.select(*self.node.output, *extra))
+
+
+def _compile(plan: Node) -> tuple[Scan, list[_RowStage | _AggregateStage]]:
+    stages: list[_RowStage | _AggregateStage] = []
+    node = plan
+    while not isinstance(node, Scan):
+        if isinstance(node, RowMap):
+            stages.append(_RowStage(node))
+        else:
+            if not node.input.appends_only:
+                raise PlanError("cannot aggregate over a view that emits updates (a continuous "
+                                "aggregate or EMIT ON UPDATE); aggregate its input instead")
+            needs_time = any(a.func in ("first", "last") and a.order == "event" for a in node.aggs)
+            if (isinstance(node, WindowAgg) or needs_time) and node.input.time_column is None:
+                raise PlanError("this aggregate needs an event-time column in its input, "
+                                "and the input has none")
+            stages.append(_AggregateStage(node))
+        node = node.input
+    stages.reverse()
+    return node, stages
+
+
+class ViewRuntime:
+    """Maintains one view; ``on_batch`` is called on the scheduler thread."""
+
+    def __init__(self, name: str, plan: Node) -> None:
+        self.name = name
+        self.plan = plan
+        self.scan, self.stages = _compile(plan)
+        self.readers: list[Reader] = []
+        self.rows_in = 0
+        self.rows_out = 0
+        self.watermark = _native.NO_WATERMARK
+        self._appended: list[pl.DataFrame] = []  # a view without aggregate keeps its rows
+        self._aggregate = next(
+            (i for i in range(len(self.stages) - 1, -1, -1)
+             if isinstance(self.stages[i], _AggregateStage)), None)
+
+    @property
+    def input(self) -> str:
+        return self.scan.name
+
+    @property
+    def state_rows(self) -> int:
+        return sum(s.operator.state_rows for s in self.stages if isinstance(s, _AggregateStage))
+
+    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
+        self.rows_in += frame.height
+        for stage in self.stages:
+            frame, watermark = stage.run(frame, watermark)
+        self.watermark = watermark
+        if frame.height:
+            self.rows_out += frame.height
+            if self._aggregate is None:
+                self._keep(frame)
+        for reader in list(self.readers):
+            reader.on_batch(frame, watermark)
+
+    def on_end(self) -> None:
+        for reader in list(self.readers):
+            reader.on_end()
+
+    def contents(self) -> pl.DataFrame:
+        """The view's current rows: what ``db.query`` reads."""
+        if self._aggregate is None:
+            frames = self._appended
+        else:
+            stage = self.stages[self._aggregate]
+            assert isinstance(stage, _AggregateStage)
+            internal = stage.operator.contents()
+            frame = stage.project(internal)
+            for above in self.stages[self._aggregate + 1:]:
+                frame, _ = above.run(frame, _native.NO_WATERMARK)
+            frames = [frame]
+        if not frames:
+            return pl.DataFrame(schema=self.plan.schema)
+        return pl.concat(frames).drop(OP, strict=False)
+
+    def _keep(self, frame: pl.DataFrame) -> None:
+        kept = [*self._appended, frame]
+        self._appended = [pl.concat(kept)] if len(kept) > 64 else kept
