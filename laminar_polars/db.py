@@ -38,6 +38,7 @@ from laminar_polars.config import Config, SourceConfig, Watermark
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.view import OP, ViewRuntime
 from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
+from laminar_polars.frontend import plan_lazyframe, stream
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
 from laminar_polars.plan import Node, Scan, inputs_of
@@ -51,7 +52,9 @@ from laminar_polars.sql import (
     Query,
     Show,
     Statement,
+    explain_select,
     parse_statements,
+    plan_select,
 )
 
 __all__ = ["LaminarDB", "open"]
@@ -148,13 +151,9 @@ class LaminarDB:
         elif isinstance(statement, CreateMaterializedView):
             if statement.if_not_exists and statement.name in self.catalog.views:
                 return None
-            from laminar_polars.sql import plan_select
-
             plan = plan_select(statement.query, self._relation, statement.emit)
             self._add_view(statement.name, plan, statement.sql)
         elif isinstance(statement, Explain):
-            from laminar_polars.sql import explain_select
-
             text = explain_select(statement.query, self._relation)
             return pl.DataFrame({"plan": text.splitlines()}, schema={"plan": pl.String})
         elif isinstance(statement, Query):
@@ -177,8 +176,6 @@ class LaminarDB:
     def stream(self, name: str) -> pl.LazyFrame:
         """A LazyFrame standing for source or view ``name``, to build a view on
         with :meth:`create_materialized_view`."""
-        from laminar_polars.frontend import stream
-
         return stream(self._relation(name))
 
     def create_materialized_view(
@@ -192,8 +189,6 @@ class LaminarDB:
         if isinstance(query, Node):
             plan = query
         else:
-            from laminar_polars.frontend import plan_lazyframe
-
             plan = plan_lazyframe(query, self._relation, emit)
         self._add_view(name, plan, None)
 

@@ -44,6 +44,12 @@ from laminar_polars.plan import Agg
 __all__ = ["TIME", "Aggregates", "collect"]
 
 TIME = "__time"
+# Event order within one micro-batch as one integer: time since the batch's
+# earliest row, shifted left, plus the row's position. A batch has at most
+# 2**20 rows (the scheduler's cap), which leaves 2**43 us (101 days) of time.
+ORDER = "__order"
+_POSITION_BITS = 20
+_ORDER_SPAN = 1 << (63 - _POSITION_BITS)
 
 
 def collect(frame: pl.LazyFrame) -> pl.DataFrame:
@@ -67,13 +73,30 @@ class Aggregates:
         self.aggs = tuple(aggs)
         self.time_column = time_column
         self.distinct = [i for i, a in enumerate(self.aggs) if a.func == "n_unique"]
+        self.event_order = any(
+            a.func in ("first", "last") and a.order == "event" for a in self.aggs)
 
     # -- per micro-batch -------------------------------------------------------
-    def project(self, rows: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
-        """Group columns, event time as integer microseconds, aggregate inputs."""
+    def project(
+        self, rows: pl.LazyFrame, group: Sequence[str], batch: pl.DataFrame | None = None
+    ) -> pl.LazyFrame:
+        """Group columns, event time as integer microseconds, aggregate inputs.
+
+        Given the eager ``batch``, event order is packed into one integer
+        column when the batch's time span allows, which lets first/last use
+        Polars' fast ``min_by``/``max_by``.
+        """
         columns: list[pl.Expr] = [pl.col(g) for g in group]
         if self.time_column is not None:
-            columns.append(pl.col(self.time_column).dt.epoch("us").alias(TIME))
+            time = pl.col(self.time_column).dt.epoch("us")
+            columns.append(time.alias(TIME))
+            if self.event_order and batch is not None and batch.height < (1 << _POSITION_BITS):
+                times = batch.get_column(self.time_column).dt.epoch("us")
+                low, high = times.min(), times.max()
+                if low is not None and high - low < _ORDER_SPAN:  # type: ignore[operator]
+                    order = ((time - low) * (1 << _POSITION_BITS)
+                             + pl.int_range(pl.len(), dtype=pl.Int64))
+                    columns.append(order.alias(ORDER))
         for i, agg in enumerate(self.aggs):
             if agg.expr is not None:
                 columns.append(agg.expr.alias(_input(i)))
@@ -81,7 +104,8 @@ class Aggregates:
 
     def partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.DataFrame:
         """One partial row per group of projected rows."""
-        return collect(projected.group_by(group).agg(self._partial_exprs()))
+        packed = self.event_order and ORDER in projected.collect_schema()
+        return collect(projected.group_by(group).agg(self._partial_exprs(packed)))
 
     def distinct_rows(self, projected: pl.LazyFrame, group: Sequence[str]) -> list[pl.DataFrame]:
         """For each distinct-count aggregate, its distinct ``(group, value)`` rows."""
@@ -97,7 +121,10 @@ class Aggregates:
         frames = [p for p in partials if p is not None]
         if len(frames) == 1:
             return frames[0]
-        stacked = pl.concat(frames, how="vertical")
+        return self.merge_stacked(pl.concat(frames, how="vertical"), group)
+
+    def merge_stacked(self, stacked: pl.DataFrame, group: Sequence[str]) -> pl.DataFrame:
+        """Merge partials stacked in arrival order into one row per group."""
         return collect(stacked.lazy().group_by(group, maintain_order=True)
                        .agg(self._merge_exprs()))
 
@@ -130,11 +157,13 @@ class Aggregates:
         return state.select(finals)
 
     # -- the arithmetic --------------------------------------------------------
-    def _partial_exprs(self) -> list[pl.Expr]:
-        time = pl.col(TIME)
+    def _partial_exprs(self, packed: bool) -> list[pl.Expr]:
+        time, order = pl.col(TIME), pl.col(ORDER)
         exprs: list[pl.Expr] = []
         for i, agg in enumerate(self.aggs):
             value, name = pl.col(_input(i)), agg.name
+            if agg.func == "n_unique":
+                continue  # kept as distinct rows beside the state
             if agg.func == "count_star":
                 exprs.append(pl.len().alias(name))
             elif agg.func == "count":
@@ -145,6 +174,10 @@ class Aggregates:
                 exprs.append(getattr(value, agg.func)().alias(name))
             elif agg.order == "arrival":
                 exprs.append(getattr(value, agg.func)().alias(name))
+            elif packed:  # event order packed with arrival: one fast pass
+                pick = value.min_by(order) if agg.func == "first" else value.max_by(order)
+                when = time.min() if agg.func == "first" else time.max()
+                exprs += [pick.alias(name), when.alias(f"{name}#t")]
             elif agg.func == "first":  # earliest event time; ties: earliest arrival
                 exprs += [value.get(time.arg_min()).alias(name), time.min().alias(f"{name}#t")]
             elif agg.func == "last":  # latest event time; ties: latest arrival
@@ -157,6 +190,8 @@ class Aggregates:
         for agg in self.aggs:
             name = agg.name
             value, when = pl.col(name), pl.col(f"{name}#t")
+            if agg.func == "n_unique":
+                continue
             if agg.func in ("count_star", "count"):
                 exprs.append(value.sum())
             elif agg.func in ("sum", "mean"):

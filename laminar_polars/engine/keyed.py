@@ -38,7 +38,7 @@ class KeyedAggregate:
         if not frame.height:
             return None
         rows = frame.lazy() if self.keys else frame.lazy().with_columns(pl.lit(True).alias(ALL))
-        projected = collect(self.calc.project(rows, self.group))
+        projected = collect(self.calc.project(rows, self.group, frame))
         partials = self.calc.partials(projected.lazy(), self.group)
         seen = _mark_new(partials.select(self.group), self.state, self.group)
         self.state = self.calc.merge([self.state, partials], self.group)

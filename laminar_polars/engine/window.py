@@ -98,7 +98,9 @@ class GridWindows(_Windows):
         spec = node.window
         self.size, self.slide, self.offset = spec.size_us, spec.slide_us, spec.offset_us
         self.group = [*self.keys, START]
-        self.state: pl.DataFrame | None = None  # one partial row per key and open window
+        # Partial rows of open windows, in arrival order. Emitting on close
+        # merges them only when a window closes; updates merge every batch.
+        self.parts: list[pl.DataFrame] = []
         self.distinct: list[pl.DataFrame | None] = [None] * len(self.calc.distinct)
         # Polars' group_by_dynamic starts each key's hopping windows at its
         # earliest row, so that row's time is state too.
@@ -107,15 +109,13 @@ class GridWindows(_Windows):
 
     @property
     def state_rows(self) -> int:
-        return 0 if self.state is None else self.state.height
+        return sum(part.height for part in self.parts)
 
     def process(self, frame: pl.DataFrame, watermark: int) -> pl.DataFrame | None:
         """Take one micro-batch; return the internal rows to emit, if any."""
-        updates = None
-        if frame.height:
-            updates = self._absorb(frame)
+        updates = self._absorb(frame) if frame.height else None
         closed = None
-        if self._advanced(watermark) and self.state is not None:
+        if self._advanced(watermark) and self.parts:
             closed = self._close(watermark)
         return updates if self.node.emit == "on_update" else closed
 
@@ -130,42 +130,51 @@ class GridWindows(_Windows):
         return pl.concat(copies, how="vertical").filter(pl.col(START) > time - self.size)
 
     def _absorb(self, frame: pl.DataFrame) -> pl.DataFrame | None:
-        projected = self.calc.project(frame.lazy(), self.keys)
+        projected = self.calc.project(frame.lazy(), self.keys, frame)
         if self.follow_first_row:
-            first = collect(projected.group_by(self.keys or pl.lit(0).alias("__all"))
-                            .agg(pl.col(TIME).min()))
-            self.earliest = first if self.earliest is None else collect(
-                pl.concat([self.earliest, first]).lazy()
-                .group_by(first.columns[:-1]).agg(pl.col(TIME).min()))
-        windowed = collect(self._assign(projected))
-        partials = self.calc.partials(windowed.lazy(), self.group)
-        seen = None
-        if self.node.emit == "on_update":
-            seen = _mark_new(partials.select(self.group), self.state, self.group)
-        self.state = self.calc.merge([self.state, partials], self.group)
-        for slot, rows in enumerate(self.calc.distinct_rows(windowed.lazy(), self.group)):
-            self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], rows])
-        if seen is None:
+            self._track_earliest(projected)
+        windowed = self._assign(projected)
+        if self.calc.distinct:
+            windowed = collect(windowed).lazy()
+            for slot, rows in enumerate(self.calc.distinct_rows(windowed, self.group)):
+                self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], rows])
+        partials = self.calc.partials(windowed, self.group)
+        if self.node.emit != "on_update":
+            self.parts.append(partials)
+            if len(self.parts) > 16:
+                self.parts = [self.calc.merge(self.parts, self.group)]
             return None
-        return self._finals(self.state.join(seen, on=self.group, nulls_equal=True))
+        merged = self.calc.merge(self.parts, self.group) if self.parts else None
+        seen = _mark_new(partials.select(self.group), merged, self.group)
+        self.parts = [self.calc.merge([merged, partials], self.group)]
+        return self._finals(self.parts[0].join(seen, on=self.group, nulls_equal=True))
+
+    def _track_earliest(self, projected: pl.LazyFrame) -> None:
+        first = collect(projected.group_by(self.keys or pl.lit(0).alias("__all"))
+                        .agg(pl.col(TIME).min()))
+        if self.earliest is not None:
+            first = collect(pl.concat([self.earliest, first]).lazy()
+                            .group_by(first.columns[:-1]).agg(pl.col(TIME).min()))
+        self.earliest = first
 
     def _close(self, watermark: int) -> pl.DataFrame | None:
-        assert self.state is not None
         done = pl.col(START) + self.size <= watermark
-        closed = self.state.filter(done)
+        stacked = self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts)
+        closed = stacked.filter(done)
         if not closed.height:
             return None
-        self.state = self.state.filter(~done)
-        finals = self._finals(closed)
+        self.parts = [stacked.filter(~done)]
+        finals = self._finals(self.calc.merge_stacked(closed, self.group))
         self.distinct = [None if d is None else d.filter(~done) for d in self.distinct]
         if finals is not None:
             self._keep(finals.drop(OP, strict=False))
         return finals
 
     def _open_rows(self) -> list[pl.DataFrame]:
-        if self.node.emit != "on_update" or self.state is None or not self.state.height:
+        parts = self.parts
+        if self.node.emit != "on_update" or not parts or not parts[0].height:
             return []
-        finals = self._finals(self.state)
+        finals = self._finals(self.calc.merge(parts, self.group))
         return [] if finals is None else [finals]
 
     def _finals(self, partials: pl.DataFrame) -> pl.DataFrame | None:

@@ -20,6 +20,7 @@ from laminar_polars.sql.ddl import (
     parse_statements,
 )
 from laminar_polars.sql.dialect import Laminar
+from laminar_polars.sql.select import explain_select, plan_select
 
 __all__ = [
     # ddl
@@ -35,4 +36,7 @@ __all__ = [
     "parse_statements",
     # dialect
     "Laminar",
+    # select
+    "explain_select",
+    "plan_select",
 ]

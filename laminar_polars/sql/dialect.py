@@ -88,7 +88,9 @@ class Laminar(RisingWave):
 
     class Tokenizer(RisingWave.Tokenizer):
         KEYWORDS = {
-            **RisingWave.Tokenizer.KEYWORDS,
+            **{k: v for k, v in RisingWave.Tokenizer.KEYWORDS.items()
+               # session(ts, gap) is a window function here, not SET SESSION's keyword.
+               if k != "SESSION"},
             # MySQL's trick: EXPLAIN shares DESCRIBE's token; the parser tells them apart.
             "EXPLAIN": TokenType.DESCRIBE,
         }

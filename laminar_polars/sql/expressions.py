@@ -1,0 +1,426 @@
+"""Scalar SQL expressions (sqlglot trees) → Polars expressions.
+
+One walk, in :class:`Translator`, turns a sqlglot expression into a ``pl.Expr``
+over the columns of a schema; no SQL text is ever handed to Polars. The caller
+may pass a ``hook`` that is asked first about every node: the SELECT planner
+uses it to replace aggregates, window calls and GROUP BY expressions by
+columns of an aggregate's internal frame.
+
+Semantics follow Polars SQL (SPEC §3): ``/`` is true division (``7 / 2`` is
+``3.5``; dividing by zero gives ``inf``/``NaN``); ``%`` is SQL's truncated
+remainder (the sign of the dividend: ``-7 % 2`` is ``-1``; ``% 0`` is null for
+integers); AND/OR/NOT use three-valued logic; ``CAST`` is strict
+(``TRY_CAST`` gives null instead of failing); non-integer numeric literals are
+``Float64``. A string literal compared with a TIMESTAMP or DATE column is read
+as a timestamp or date.
+
+>>> import polars as pl, sqlglot
+>>> import laminar_polars.sql  # registers the "laminar" dialect
+>>> t = Translator(pl.Schema({"price": pl.Float64, "qty": pl.Int64}))
+>>> tree = sqlglot.parse_one("price * qty > 100 AND qty % 3 = 2", read="laminar")
+>>> frame = pl.DataFrame({"price": [10.0, 50.0], "qty": [20, 4]})
+>>> frame.filter(t(tree)).to_dicts()
+[{'price': 10.0, 'qty': 20}]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+import polars as pl
+from sqlglot import exp
+
+from laminar_polars.catalog import ColumnType
+from laminar_polars.config import parse_duration
+from laminar_polars.errors import CatalogError, ConfigError, PlanError, SchemaError
+
+__all__ = ["Hook", "Translator", "function_name", "interval_us", "node_text"]
+
+Hook = Callable[[exp.Expression], "pl.Expr | None"]
+
+# sqlglot type names that differ from the names ColumnType.from_sql knows.
+_SQLGLOT_TYPES = {"FLOAT": "REAL", "TEXT": "TEXT", "DOUBLE": "DOUBLE"}
+
+_COMPARISONS: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    exp.EQ: lambda a, b: a == b,
+    exp.NEQ: lambda a, b: a != b,
+    exp.GT: lambda a, b: a > b,
+    exp.GTE: lambda a, b: a >= b,
+    exp.LT: lambda a, b: a < b,
+    exp.LTE: lambda a, b: a <= b,
+    exp.NullSafeEQ: lambda a, b: a.eq_missing(b),
+    exp.NullSafeNEQ: lambda a, b: a.ne_missing(b),
+}
+_ARITHMETIC: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    exp.Add: lambda a, b: a + b,
+    exp.Sub: lambda a, b: a - b,
+    exp.Mul: lambda a, b: a * b,
+    exp.Div: lambda a, b: a / b,
+    exp.Mod: lambda a, b: _sql_remainder(a, b),
+}
+_STRING_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
+    exp.Upper: lambda e: e.str.to_uppercase(),
+    exp.Lower: lambda e: e.str.to_lowercase(),
+    exp.Length: lambda e: e.str.len_chars(),
+}
+_NUMERIC_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
+    exp.Abs: lambda e: e.abs(),
+    exp.Floor: lambda e: e.floor(),
+    exp.Ceil: lambda e: e.ceil(),
+}
+
+
+def node_text(node: exp.Expression) -> str:
+    """The SQL text of ``node``, for messages."""
+    from laminar_polars.sql.dialect import Laminar
+
+    text = node.sql(dialect=Laminar)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def function_name(node: exp.Expression) -> str:
+    """A function call's name in lower case (``count``, ``tumble``, ``first_value``)."""
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return node.key.lower()
+
+
+def interval_us(node: exp.Expression) -> int:
+    """``INTERVAL '1' MINUTE``, ``INTERVAL '500ms'``, ``'10 seconds'`` → microseconds.
+
+    >>> import sqlglot, laminar_polars.sql
+    >>> interval_us(sqlglot.parse_one("INTERVAL '100' MILLISECOND", read="laminar"))
+    100000
+    """
+    if isinstance(node, exp.Interval):
+        unit = node.args.get("unit")
+        if unit is not None and not isinstance(unit, exp.Var):
+            raise PlanError(f"unsupported interval {node_text(node)}")
+        text = f"{node.this.name} {unit.name}" if unit is not None else node.this.name
+    elif isinstance(node, exp.Literal) and node.is_string:
+        text = node.this
+    else:
+        raise PlanError(f"expected an INTERVAL, got {node_text(node)}")
+    try:
+        delta = parse_duration(text, what="INTERVAL")
+    except ConfigError as error:
+        raise PlanError(f"{error} (months and years are not fixed durations)") from None
+    return delta // dt.timedelta(microseconds=1)
+
+
+class Translator:
+    """Translate scalar SQL expressions over ``schema`` into Polars expressions.
+
+    ``schema`` is a schema or a function returning one (asked lazily, so a hook
+    may add columns while a tree is walked). ``qualifiers`` are the table names
+    a column reference may be qualified with. ``hook(node)`` is asked first
+    about every node and may return the expression to use instead. ``clause``
+    names where the expression stands, for messages ("WHERE", "an aggregate's
+    argument").
+    """
+
+    def __init__(
+        self,
+        schema: pl.Schema | Callable[[], pl.Schema],
+        qualifiers: frozenset[str] = frozenset(),
+        hook: Hook | None = None,
+        clause: str = "this expression",
+    ) -> None:
+        self._schema = schema
+        self.qualifiers = qualifiers
+        self.hook = hook
+        self.clause = clause
+
+    @property
+    def schema(self) -> pl.Schema:
+        return self._schema() if callable(self._schema) else self._schema
+
+    # -- columns ---------------------------------------------------------------
+
+    def column_name(self, node: exp.Column, schema: pl.Schema | None = None) -> str:
+        """The schema column ``node`` refers to, or `CatalogError` naming the known ones."""
+        schema = self.schema if schema is None else schema
+        qualifier = node.table
+        if qualifier and (node.args.get("db") or qualifier not in self.qualifiers):
+            known = ", ".join(sorted(self.qualifiers)) or "none"
+            raise CatalogError(
+                f"unknown table {qualifier!r} in column reference {node_text(node)}; "
+                f"the query reads: {known}"
+            )
+        name = node.name
+        if name in schema:
+            return name
+        if not node.this.args.get("quoted"):
+            folded = [c for c in schema if c.lower() == name.lower()]
+            if len(folded) == 1:
+                return folded[0]
+        known = ", ".join(schema) or "(none)"
+        raise CatalogError(f"unknown column {name!r}; known columns: {known}")
+
+    def dtype(self, expr: pl.Expr) -> pl.DataType | None:
+        """The type ``expr`` has over the schema, None if Polars cannot tell."""
+        try:
+            return pl.LazyFrame(schema=self.schema).select(expr).collect_schema().dtypes()[0]
+        except pl.exceptions.PolarsError:
+            return None
+
+    # -- the walk ------------------------------------------------------------------
+
+    def __call__(self, node: exp.Expression) -> pl.Expr:
+        if self.hook is not None:
+            replaced = self.hook(node)
+            if replaced is not None:
+                return replaced
+        return self._translate(node)
+
+    def _translate(self, node: exp.Expression) -> pl.Expr:
+        kind = type(node)
+        if isinstance(node, exp.Paren):
+            return self(node.this)
+        if isinstance(node, exp.Column):
+            if isinstance(node.this, exp.Star):
+                raise PlanError(f"* is not allowed in {self.clause}")
+            return pl.col(self.column_name(node))
+        if isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
+            return pl.lit(_literal(node))
+        if isinstance(node, exp.Neg):
+            if isinstance(node.this, exp.Literal) and not node.this.is_string:
+                return pl.lit(-_literal(node.this))  # type: ignore[operator]
+            return -self(node.this)
+        if kind in _ARITHMETIC:
+            return _ARITHMETIC[kind](self(node.this), self(node.expression))
+        if kind in _COMPARISONS:
+            left, right = self._comparable(node.this, node.expression)
+            return _COMPARISONS[kind](left, right)
+        if isinstance(node, exp.And):
+            return self(node.this) & self(node.expression)
+        if isinstance(node, exp.Or):
+            return self(node.this) | self(node.expression)
+        if isinstance(node, exp.Not):
+            return ~self(node.this)
+        if isinstance(node, exp.Is):
+            return self._is(node)
+        if isinstance(node, exp.In):
+            return self._in(node)
+        if isinstance(node, exp.Between):
+            value, low = self._comparable(node.this, node.args["low"])
+            _, high = self._comparable(node.this, node.args["high"])
+            return (value >= low) & (value <= high)
+        if isinstance(node, (exp.Like, exp.ILike)):
+            return self._like(node)
+        if isinstance(node, exp.Case):
+            return self._case(node)
+        if isinstance(node, exp.If):
+            false = node.args.get("false")
+            then = pl.when(self(node.this)).then(self(node.args["true"]))
+            return then.otherwise(self(false) if false is not None else pl.lit(None))
+        if isinstance(node, exp.Cast):  # also TryCast
+            return self._cast(node)
+        if isinstance(node, exp.Interval):
+            return pl.duration(microseconds=interval_us(node))
+        if isinstance(node, exp.Coalesce):
+            return pl.coalesce([self(node.this), *map(self, node.expressions)])
+        if kind in _STRING_FUNCTIONS:
+            return _STRING_FUNCTIONS[kind](self(node.this))
+        if kind in _NUMERIC_FUNCTIONS:
+            return _NUMERIC_FUNCTIONS[kind](self(node.this))
+        if isinstance(node, exp.Round):
+            return self(node.this).round(_int_literal(node.args.get("decimals"), "ROUND's digits"))
+        if isinstance(node, exp.DPipe):
+            return pl.concat_str([self(node.this), self(node.expression)])
+        return self._refuse(node)
+
+    def _refuse(self, node: exp.Expression) -> pl.Expr:
+        if isinstance(node, exp.Window):
+            raise PlanError(f"window functions with OVER are not supported: {node_text(node)}")
+        if isinstance(node, (exp.Subquery, exp.Select)):
+            raise PlanError(f"subqueries in expressions are not supported: {node_text(node)}")
+        if isinstance(node, exp.AggFunc):
+            raise PlanError(f"aggregate function {function_name(node)}() is not allowed in "
+                            f"{self.clause}: {node_text(node)}")
+        if isinstance(node, exp.Anonymous):
+            if function_name(node).split("_")[0] in ("tumble", "hop", "session"):
+                raise PlanError(
+                    f"{function_name(node)}(...) is only allowed in a query grouped by the same "
+                    f"window (GROUP BY {function_name(node).split('_')[0]}(...)), "
+                    f"not in {self.clause}"
+                )
+            raise PlanError(f"unknown function {function_name(node)}")
+        if isinstance(node, exp.Func):
+            raise PlanError(f"function {function_name(node)} is not supported: {node_text(node)}")
+        raise PlanError(f"{node.key.upper()} is not supported: {node_text(node)}")
+
+    # -- pieces ----------------------------------------------------------------------
+
+    def _comparable(self, left: exp.Expression, right: exp.Expression) -> tuple[pl.Expr, pl.Expr]:
+        """Both sides; a string literal facing a TIMESTAMP/DATE side becomes one."""
+        a, b = self(left), self(right)
+        if _is_string_literal(right):
+            b = _first(self._temporal_literal(right, self.dtype(a)), b)
+        elif _is_string_literal(left):
+            a = _first(self._temporal_literal(left, self.dtype(b)), a)
+        return a, b
+
+    @staticmethod
+    def _temporal_literal(node: exp.Expression, dtype: pl.DataType | None) -> pl.Expr | None:
+        if isinstance(dtype, pl.Datetime):
+            return pl.lit(_timestamp(node.name), dtype=pl.Datetime("us"))
+        if isinstance(dtype, pl.Date):
+            return pl.lit(_date(node.name), dtype=pl.Date())
+        return None
+
+    def _is(self, node: exp.Is) -> pl.Expr:
+        value, test = self(node.this), node.expression
+        if isinstance(test, exp.Null):
+            return value.is_null()
+        if isinstance(test, exp.Boolean):
+            return (value if test.this else ~value).fill_null(False)
+        raise PlanError(f"unsupported IS test: {node_text(node)}")
+
+    def _in(self, node: exp.In) -> pl.Expr:
+        if node.args.get("query") is not None or node.args.get("unnest") is not None:
+            raise PlanError(f"IN (subquery) is not supported: {node_text(node)}")
+        items = node.expressions
+        if not items:
+            raise PlanError(f"IN needs a list of values: {node_text(node)}")
+        if all(isinstance(i, exp.Literal) for i in items) and not any(
+            _is_string_literal(i) for i in items
+        ):
+            return self(node.this).is_in([_literal(i) for i in items])
+        tests = [a == b for a, b in (self._comparable(node.this, i) for i in items)]
+        result = tests[0]
+        for test in tests[1:]:
+            result = result | test
+        return result
+
+    def _like(self, node: exp.Like | exp.ILike) -> pl.Expr:
+        pattern = node.expression
+        if not _is_string_literal(pattern):
+            raise PlanError(f"LIKE needs a string literal pattern: {node_text(node)}")
+        value = self(node.this)
+        result = _like(value, pattern.name, isinstance(node, exp.ILike))
+        return ~result if node.args.get("negate") else result
+
+    def _case(self, node: exp.Case) -> pl.Expr:
+        subject = node.this
+        chain: pl.Expr | None = None
+        for branch in node.args.get("ifs") or []:
+            if subject is not None:
+                left, right = self._comparable(subject, branch.this)
+                condition = left == right
+            else:
+                condition = self(branch.this)
+            value = self(branch.args["true"])
+            chain = (pl.when(condition) if chain is None else chain.when(condition)).then(value)  # type: ignore[attr-defined]
+        if chain is None:
+            raise PlanError(f"CASE needs at least one WHEN: {node_text(node)}")
+        default = node.args.get("default")
+        return chain.otherwise(self(default) if default is not None else pl.lit(None))  # type: ignore[attr-defined]
+
+    def _cast(self, node: exp.Cast) -> pl.Expr:
+        target = _cast_type(node)
+        strict = not isinstance(node, exp.TryCast)
+        inner = node.this
+        if _is_string_literal(inner) and isinstance(target, (pl.Datetime, pl.Date)):
+            if isinstance(target, pl.Datetime):
+                return pl.lit(_timestamp(inner.name), dtype=target)
+            return pl.lit(_date(inner.name), dtype=target)
+        value = self(inner)
+        if isinstance(target, (pl.Datetime, pl.Date)) and self.dtype(value) == pl.String:
+            # Polars 2 casts strings to temporals only through str.to_*.
+            if isinstance(target, pl.Datetime):
+                return value.str.to_datetime(time_unit="us", strict=strict)
+            return value.str.to_date(strict=strict)
+        return value.cast(target, strict=strict)
+
+
+def _cast_type(node: exp.Cast) -> pl.DataType:
+    to = node.args["to"]
+    if to.this == exp.DType.USERDEFINED and to.args.get("kind") is not None:
+        name = to.args["kind"].name
+    else:
+        name = to.this.name
+    try:
+        return ColumnType.from_sql(_SQLGLOT_TYPES.get(name, name)).polars
+    except SchemaError as error:
+        raise PlanError(f"unsupported type in {node_text(node)}: {error}") from None
+
+
+def _first(expr: pl.Expr | None, default: pl.Expr) -> pl.Expr:
+    return default if expr is None else expr
+
+
+def _is_string_literal(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Literal) and node.is_string
+
+
+def _literal(node: exp.Expression) -> object:
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    assert isinstance(node, exp.Literal)
+    if node.is_string:
+        return node.this
+    text = str(node.this)
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _int_literal(node: exp.Expression | None, what: str) -> int:
+    if node is None:
+        return 0
+    value = _literal(node) if isinstance(node, exp.Literal) else None
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+        value = _literal(node.this)
+        value = -value if isinstance(value, int) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PlanError(f"{what} must be an integer literal, got {node_text(node)}")
+    return value
+
+
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PlanError(f"cannot read {text!r} as a TIMESTAMP") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise PlanError(f"cannot read {text!r} as a DATE") from None
+
+
+def _sql_remainder(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """SQL's ``%``: the remainder takes the dividend's sign (Polars' ``%`` the divisor's)."""
+    floor = a % b
+    return pl.when((floor != 0) & ((floor < 0) != (a < 0))).then(floor - b).otherwise(floor)
+
+
+def _like(value: pl.Expr, pattern: str, ignore_case: bool) -> pl.Expr:
+    """SQL LIKE: ``%`` any run, ``_`` one character; the whole string must match."""
+    if not ignore_case and "_" not in pattern:
+        parts = pattern.split("%")
+        if len(parts) == 1:
+            return value == pattern
+        if len(parts) == 2 and not parts[1]:  # 'abc%'
+            return value.str.starts_with(parts[0])
+        if len(parts) == 2 and not parts[0]:  # '%abc'
+            return value.str.ends_with(parts[1])
+        if len(parts) == 3 and not parts[0] and not parts[2]:  # '%abc%'
+            return value.str.contains(parts[1], literal=True)
+    regex = "".join(
+        ".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern
+    )
+    return value.str.contains(f"(?s{'i' if ignore_case else ''})^{regex}$")
