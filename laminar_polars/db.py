@@ -197,6 +197,7 @@ class LaminarDB:
             self._check_open()
             self.catalog.check_new_relation(name)
             runtime = ViewRuntime(name, plan)
+            runtime.upstream = self._views.get(runtime.input)
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql)
             self._views[name] = runtime
             self._reader_list(runtime.input, runtime, add=True)

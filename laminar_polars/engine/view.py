@@ -108,6 +108,8 @@ class ViewRuntime:
         self.rows_out = 0
         self.watermark = _native.NO_WATERMARK
         self._appended: list[pl.DataFrame] = []  # a view without aggregate keeps its rows
+        # A row-wise view over upserts derives its rows from its input's rows.
+        self.upstream: ViewRuntime | None = None
         self._aggregate = next(
             (i for i in range(len(self.stages) - 1, -1, -1)
              if isinstance(self.stages[i], _AggregateStage)), None)
@@ -127,7 +129,7 @@ class ViewRuntime:
         self.watermark = watermark
         if frame.height:
             self.rows_out += frame.height
-            if self._aggregate is None:
+            if self._aggregate is None and self.scan.appends_only:
                 self._keep(frame)
         for reader in list(self.readers):
             reader.on_batch(frame, watermark)
@@ -138,7 +140,13 @@ class ViewRuntime:
 
     def contents(self) -> pl.DataFrame:
         """The view's current rows: what ``db.query`` reads."""
-        if self._aggregate is None:
+        if self._aggregate is None and self.upstream is not None and \
+                not self.scan.appends_only:
+            frame = self.upstream.contents()
+            for stage in self.stages:
+                frame, _ = stage.run(frame, _native.NO_WATERMARK)
+            frames = [frame]
+        elif self._aggregate is None:
             frames = self._appended
         else:
             stage = self.stages[self._aggregate]

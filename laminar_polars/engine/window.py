@@ -188,8 +188,10 @@ class GridWindows(_Windows):
 
     def _from_first_row(self, finals: pl.LazyFrame) -> pl.LazyFrame:
         assert self.earliest is not None
-        first_start = ((pl.col(TIME) - self.offset) // self.slide * self.slide
-                       + self.offset).alias("__first")
+        earliest = pl.col(TIME)
+        base = earliest // self.slide * self.slide + self.offset
+        behind = (base - earliest).clip(lower_bound=0)
+        first_start = (base - (behind + self.slide - 1) // self.slide * self.slide).alias("__first")
         origins = self.earliest.lazy().select(*self.earliest.columns[:-1], first_start)
         if self.keys:
             finals = finals.join(origins, on=self.keys, how="left", nulls_equal=True)

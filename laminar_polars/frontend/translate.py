@@ -8,8 +8,8 @@ maintain so that the view always equals Polars run in batch on the same rows
 * ``filter``, ``select``, ``with_columns``, ``rename``, ``drop``, ``cast`` with
   element-wise expressions become a `RowMap` of `Step` objects;
 * ``group_by_dynamic`` becomes a `WindowAgg` with ``origin='first_row'``
-  (per key, Polars starts windows at the last grid point ``offset + n*every``
-  at or before the key's earliest row);
+  (per key, Polars starts windows at ``truncate(earliest row, every) + offset``,
+  stepped back by ``every`` until it is at or before the earliest row);
 * ``group_by(...).agg(...)`` becomes a `KeyedAgg` (a continuous aggregate);
 * aggregates: ``pl.len()``, ``count``, ``sum``, ``min``, ``max``, ``mean``,
   ``first``, ``last``, ``n_unique``, over element-wise expressions, and
@@ -275,7 +275,7 @@ def _window(dynamic: ir.DynamicOptions, source: Node) -> tuple[WindowSpec, str]:
         raise PlanError(f"group_by_dynamic start_by={dynamic.start_by!r} is not supported; "
                         "use start_by='window'")
     spec = WindowSpec("tumble" if period == every else "hop", size_us=period, slide_us=every,
-                      offset_us=offset % every, origin="first_row")
+                      offset_us=offset, origin="first_row")
     return spec, "start" if dynamic.label == "left" else "end"
 
 

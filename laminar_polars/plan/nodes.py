@@ -109,8 +109,10 @@ class WindowSpec:
     from the first row's time to the last row's time plus ``gap``.
 
     ``origin='epoch'`` (SQL) takes every grid window that holds a row.
-    ``origin='first_row'`` follows Polars ``group_by_dynamic``: per key, windows
-    start no earlier than the last grid point at or before the key's earliest row.
+    ``origin='first_row'`` follows Polars ``group_by_dynamic``: per key, the
+    first window starts at ``truncate(earliest row, slide) + offset``, stepped
+    back by ``slide`` until it is at or before the earliest row (so the raw
+    offset matters, not only ``offset % slide``).
     """
 
     kind: Literal["tumble", "hop", "session"]

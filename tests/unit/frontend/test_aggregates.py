@@ -69,11 +69,13 @@ def _windowed(node: Node) -> bool:
 
 
 def _assign_windows(rows: pl.DataFrame, keys, time: str, spec: WindowSpec) -> pl.DataFrame:
-    """Each row once per window holding it; per key, windows start at the last grid
-    point (offset + n * slide) at or before the key's earliest row."""
+    """Each row once per window holding it; per key, windows start at
+    truncate(earliest, slide) + offset, stepped back by slide to the earliest row."""
     us = pl.col(time).dt.epoch("us")
     first = us.min().over(keys) if keys else us.min()
-    start0 = first - (first - spec.offset_us) % spec.slide_us
+    base = first - first % spec.slide_us + spec.offset_us
+    start0 = base - ((base - first).clip(lower_bound=0) + spec.slide_us - 1) \
+        // spec.slide_us * spec.slide_us
     last_grid = us - (us - spec.offset_us) % spec.slide_us
     count = -(-spec.size_us // spec.slide_us) + 1
     return (rows.with_columns(__s=pl.int_ranges(last_grid - (count - 1) * spec.slide_us,
@@ -140,9 +142,9 @@ WINDOWS = {
     "hop_gaps": (dict(every="2m", period="1m"), WindowSpec("hop", 60_000_000, 120_000_000)),
     "offset": (dict(every="1m", offset="10s"), WindowSpec("tumble", 60_000_000, 0, 10_000_000)),
     "negative_offset": (dict(every="1m", offset="-10s"),
-                        WindowSpec("tumble", 60_000_000, 0, 50_000_000)),
+                        WindowSpec("tumble", 60_000_000, 0, -10_000_000)),
     "offset_beyond_every": (dict(every="1m", offset="70s"),
-                            WindowSpec("tumble", 60_000_000, 0, 10_000_000)),
+                            WindowSpec("tumble", 60_000_000, 0, 70_000_000)),
     "hop_offset": (dict(every="1m", period="150s", offset="25s"),
                    WindowSpec("hop", 150_000_000, 60_000_000, 25_000_000)),
     "days": (dict(every="1d", period="2d"), WindowSpec("hop", 172_800_000_000,
