@@ -101,6 +101,7 @@ class GridWindows(_Windows):
         # Partial rows of open windows, in arrival order. Emitting on close
         # merges them only when a window closes; updates merge every batch.
         self.parts: list[pl.DataFrame] = []
+        self.next_end: int | None = None  # the earliest end of an open window
         self.distinct: list[pl.DataFrame | None] = [None] * len(self.calc.distinct)
         # Polars' group_by_dynamic starts each key's hopping windows at its
         # earliest row, so that row's time is state too.
@@ -115,7 +116,8 @@ class GridWindows(_Windows):
         """Take one micro-batch; return the internal rows to emit, if any."""
         updates = self._absorb(frame) if frame.height else None
         closed = None
-        if self._advanced(watermark) and self.parts:
+        if self._advanced(watermark) and self.next_end is not None \
+                and self.next_end <= watermark:
             closed = self._close(watermark)
         return updates if self.node.emit == "on_update" else closed
 
@@ -139,6 +141,9 @@ class GridWindows(_Windows):
             for slot, rows in enumerate(self.calc.distinct_rows(windowed, self.group)):
                 self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], rows])
         partials = self.calc.partials(windowed, self.group)
+        if partials.height:
+            end = partials.get_column(START).min() + self.size  # type: ignore[operator]
+            self.next_end = end if self.next_end is None else min(self.next_end, end)
         if self.node.emit != "on_update":
             self.parts.append(partials)
             if len(self.parts) > 16:
@@ -164,6 +169,8 @@ class GridWindows(_Windows):
         if not closed.height:
             return None
         self.parts = [stacked.filter(~done)]
+        open_starts = self.parts[0].get_column(START)
+        self.next_end = None if open_starts.is_empty() else open_starts.min() + self.size
         finals = self._finals(self.calc.merge_stacked(closed, self.group))
         self.distinct = [None if d is None else d.filter(~done) for d in self.distinct]
         if finals is not None:
