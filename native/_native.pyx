@@ -93,6 +93,7 @@ cdef extern from "lp_ring.h":
         int64_t multi_producer
         int64_t batch_rows
         int64_t batches_queued
+        int64_t batch_head
         int64_t capacity
         int64_t arena_size
         int watermark_column
@@ -117,6 +118,8 @@ cdef extern from "lp_ring.h":
     void lp_ring_advance_watermark(lp_ring* ring, int64_t event_time)
     void lp_ring_advance_event_time(lp_ring* ring, int64_t event_time)
     int64_t lp_ring_pending(const lp_ring* ring)
+    int lp_ring_row_fits(const lp_ring* ring)
+    int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows)
     void lp_ring_close(lp_ring* ring)
     void lp_ring_wake_producers(lp_ring* ring)
     void lp_doorbell_init(lp_doorbell* bell)
@@ -299,7 +302,12 @@ cdef class ArrowChunk:
 
 cdef class Ring:
     """A source's ring: pre-allocated columns, sequences, and the queue of
-    Arrow batches pushed whole (ordered against rows by sequence)."""
+    Arrow batches pushed whole (ordered against rows by sequence).
+
+    Ring rows and queued batch rows share one capacity (see lp_ring.h): a full
+    ring refuses, blocks or drops for rows and batches alike, whichever filled
+    it. Under 'drop_oldest' the oldest pending data goes first, in push order:
+    ring rows one by one, a queued batch whole; every dropped row is counted."""
 
     cdef lp_ring ring
     cdef bint ready
@@ -410,14 +418,24 @@ cdef class Ring:
 
     # -- Arrow batches ----------------------------------------------------
     def enqueue_batch(self, batch, int64_t rows, int64_t max_event_time, bint wait=True):
-        """Queue an Arrow batch after every row pushed so far. Returns False
-        when it does not fit and must not wait (reject / try)."""
+        """Queue an Arrow batch after every row pushed so far; its rows take
+        room like ring rows do. Returns False when it does not fit and must
+        not wait ('reject', or ``wait=False``).
+
+        When it does not fit: 'block' waits (GIL released, the ring's wait
+        strategy) until the engine has drained enough; 'drop_oldest' drops the
+        oldest pending data (ring rows, whole queued batches) until it fits.
+        A batch larger than the capacity is admitted only into an empty ring
+        ('block' waits for the engine to drain everything, 'drop_oldest'
+        drops everything pending); 'reject' never admits one, so its pending
+        rows never exceed the capacity."""
         cdef int rc
+        if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
+            raise ClosedError("the source is closed")
+        if rows > self.ring.capacity and self.ring.backpressure == LP_REJECT:
+            return False
         while not lp_ring_batch_fits(&self.ring, rows):
-            if self.ring.backpressure == LP_DROP_OLDEST and self.batches:
-                _, _, dropped_rows = self.batches.popleft()
-                self._batch_left(dropped_rows)
-                lp_fetch_add(&self.ring.dropped, dropped_rows)
+            if self.ring.backpressure == LP_DROP_OLDEST and self._drop_oldest(rows):
                 continue
             if self.ring.backpressure == LP_REJECT or not wait:
                 return False
@@ -427,8 +445,13 @@ cdef class Ring:
                 raise ClosedError("the source was closed while waiting for room")
         if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
             raise ClosedError("the source is closed")
-        self.batches.append((lp_load_acquire(&self.ring.claim), batch, rows))
+        # Take the room at once: no Python code (so no other producer) runs
+        # between the check above and this add, which keeps the check exact.
         lp_fetch_add(&self.ring.batch_rows, rows)
+        cdef int64_t tag = lp_load_acquire(&self.ring.claim)
+        self.batches.append((tag, batch, rows))
+        if len(self.batches) == 1:
+            lp_store_release(&self.ring.batch_head, tag)
         lp_fetch_add(&self.ring.batches_queued, 1)
         self.batch_rows_pushed += rows
         if max_event_time != LP_NO_WATERMARK:
@@ -437,9 +460,31 @@ cdef class Ring:
             (<Doorbell>self.doorbell).ring()
         return True
 
-    cdef void _batch_left(self, int64_t rows):
-        lp_fetch_add(&self.ring.batch_rows, -rows)
+    cdef tuple _pop_batch(self):
+        """Unqueue the oldest batch and give its room back."""
+        cdef tuple entry = self.batches.popleft()
+        lp_store_release(&self.ring.batch_head,
+                         self.batches[0][0] if self.batches else INT64_MAX)
+        lp_fetch_add(&self.ring.batch_rows, -<int64_t>entry[2])
         lp_fetch_add(&self.ring.batches_queued, -1)
+        lp_ring_wake_producers(&self.ring)
+        return entry
+
+    cdef bint _drop_oldest(self, int64_t need) except -1:
+        """drop_oldest: drop the oldest pending data, in push order, to make
+        room for `need` more rows: ring rows older than the oldest queued
+        batch, else that batch whole. Counted as dropped. False if nothing
+        is left to drop."""
+        cdef int64_t short = lp_ring_pending(&self.ring) + need - self.ring.capacity
+        if short <= 0:
+            return True
+        if lp_ring_drop_oldest(&self.ring, short) > 0:
+            return True
+        if not self.batches:
+            return False
+        entry = self._pop_batch()
+        lp_fetch_add(&self.ring.dropped, <int64_t>entry[2])
+        return True
 
     # -- consuming ----------------------------------------------------------
     def take(self, int64_t max_rows=1 << 62):
@@ -457,9 +502,7 @@ cdef class Ring:
             if self.batches:
                 tag, batch, rows = self.batches[0]
                 if tag <= read:
-                    self.batches.popleft()
-                    self._batch_left(rows)
-                    lp_ring_wake_producers(&self.ring)
+                    self._pop_batch()
                     segments.append(batch)
                     max_rows -= rows
                     continue
@@ -656,6 +699,10 @@ cdef class Producer:
             if rc == LP_PUSH_OK or rc == LP_PUSH_LATE:
                 return 1
             if rc == LP_PUSH_FULL:
+                if (self.c_ring.backpressure == LP_DROP_OLDEST and self.ring.batches
+                        and not lp_ring_row_fits(self.c_ring) and self.ring._drop_oldest(1)):
+                    # The oldest pending data was a queued batch: it went first.
+                    continue
                 if not may_wait or self.c_ring.backpressure == LP_REJECT:
                     lp_fetch_add(&self.c_ring.rejected, 1)
                     return 0
@@ -691,7 +738,7 @@ cdef class Producer:
     def push(self, row):
         """Append one row; waits, drops or raises `Full` when the ring is full."""
         if self._push(row, True) == 0:
-            rows = lp_load_acquire(&self.c_ring.claim) - lp_load_acquire(&self.c_ring.read)
+            rows = lp_ring_pending(self.c_ring)
             if rows < self.c_ring.capacity:
                 raise FullError(
                     f"the source's string arena ({self.c_ring.arena_size} bytes) is full with "

@@ -39,6 +39,7 @@ int lp_ring_init(lp_ring* ring, int64_t capacity, int64_t arena_size, int ncolum
   ring->mask = capacity - 1;
   ring->max_event_time = LP_NO_WATERMARK;
   ring->explicit_watermark = LP_NO_WATERMARK;
+  ring->batch_head = INT64_MAX;
   ring->watermark_column = watermark_column;
   ring->watermark_delay = watermark_delay;
   ring->backpressure = backpressure;
@@ -114,9 +115,15 @@ void lp_ring_advance_event_time(lp_ring* ring, int64_t event_time) {
   lp_fetch_max(&ring->max_event_time, event_time);
 }
 
+/* Room taken if the next row had sequence `claim`: one capacity for ring rows
+ * and queued batch rows (see lp_ring.h). */
+static inline int64_t lp_room_used(const lp_ring* ring, int64_t claim) {
+  /* acquire on read: the consumer finished copying the slots below it. */
+  return claim - lp_load_acquire(&ring->read) + lp_load_acquire(&ring->batch_rows);
+}
+
 int64_t lp_ring_pending(const lp_ring* ring) {
-  return lp_load_acquire(&ring->claim) - lp_load_acquire(&ring->read) +
-         lp_load_acquire(&ring->batch_rows);
+  return lp_room_used(ring, lp_load_acquire(&ring->claim));
 }
 
 void lp_ring_close(lp_ring* ring) {
@@ -175,9 +182,10 @@ int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t 
 }
 
 int lp_ring_batch_fits(const lp_ring* ring, int64_t rows) {
-  /* A batch larger than the ring is admitted alone, so it cannot wait forever. */
-  int64_t queued = lp_load_acquire(&ring->batch_rows);
-  return queued == 0 || queued + rows <= ring->capacity;
+  /* A batch larger than the ring is admitted into an empty ring, so it cannot
+   * wait forever ('reject' refuses it before asking). */
+  int64_t used = lp_ring_pending(ring);
+  return used == 0 || used + rows <= ring->capacity;
 }
 
 /* ---- pushing rows ---------------------------------------------------- */
@@ -209,26 +217,49 @@ static inline int lp_arena_fits(const lp_ring* ring, const lp_value* values) {
 
 static int lp_slot_free(const lp_ring* ring, int64_t unused) {
   (void)unused;
-  return lp_load_acquire(&ring->claim) - lp_load_acquire(&ring->read) < ring->capacity;
+  return lp_ring_pending(ring) < ring->capacity;
 }
+
+int lp_ring_row_fits(const lp_ring* ring) { return lp_slot_free(ring, 0); }
 
 static int lp_arena_free(const lp_ring* ring, int64_t values_ptr) {
   return lp_arena_fits(ring, (const lp_value*)(intptr_t)values_ptr);
 }
 
-/* Drop the oldest unread row. Returns 1 if the ring moved (ours or the
- * consumer's doing), 0 if there was nothing published to drop. */
-static int lp_drop_oldest(lp_ring* ring) {
+/* Drop up to max_rows of the oldest unread rows, none at or past sequence
+ * `below`. Returns the rows dropped, 0 if there was nothing published to drop
+ * below `below`, or -1 if the CAS lost (the ring moved: the consumer's or
+ * another producer's doing, so the caller re-checks its room). */
+static int64_t lp_drop_rows(lp_ring* ring, int64_t max_rows, int64_t below) {
   int64_t oldest = lp_load_acquire(&ring->read);
-  if (oldest >= lp_load_acquire(&ring->published)) return 0;
-  /* Read the row's arena end before the CAS: once read moves past it, another
-   * producer may reuse the slot. */
-  int64_t arena_end = ring->row_arena_end[oldest & ring->mask];
-  if (lp_cas(&ring->read, oldest, oldest + 1)) {
-    lp_fetch_max(&ring->arena_tail, arena_end);
-    lp_fetch_add(&ring->dropped, 1);
+  int64_t end = lp_load_acquire(&ring->published);
+  if (below < end) end = below;
+  int64_t n = end - oldest < max_rows ? end - oldest : max_rows;
+  if (n <= 0) return 0;
+  /* Read the rows' arena end before the CAS: once read moves past them,
+   * another producer may reuse the slots. */
+  int64_t arena_end = ring->row_arena_end[(oldest + n - 1) & ring->mask];
+  if (!lp_cas(&ring->read, oldest, oldest + n)) return -1;
+  lp_fetch_max(&ring->arena_tail, arena_end);
+  lp_fetch_add(&ring->dropped, n);
+  return n;
+}
+
+/* Drop the oldest unread row. Returns 1 if the ring moved (ours or the
+ * consumer's doing), 0 if there was nothing to drop. With keep_batch_order
+ * (room is short) only rows older than the oldest queued batch qualify: when
+ * the batch is the oldest, the Cython layer drops it. Without it (the string
+ * arena is short, which only ring rows occupy) any published row does. */
+static int lp_drop_oldest(lp_ring* ring, int keep_batch_order) {
+  int64_t below = keep_batch_order ? lp_load_acquire(&ring->batch_head) : INT64_MAX;
+  return lp_drop_rows(ring, 1, below) != 0;
+}
+
+int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows) {
+  for (;;) {
+    int64_t n = lp_drop_rows(ring, max_rows, lp_load_acquire(&ring->batch_head));
+    if (n >= 0) return n;
   }
-  return 1;
 }
 
 static int64_t lp_string_bytes(const lp_ring* ring, const lp_value* values) {
@@ -239,9 +270,12 @@ static int64_t lp_string_bytes(const lp_ring* ring, const lp_value* values) {
   return total;
 }
 
-/* Called when the ring has no room: make room, wait, or give up. */
+/* Called when the ring has no room (has_space == lp_slot_free) or its string
+ * arena is short: make room, wait, or give up. */
 static int lp_on_full(lp_ring* ring, int wait, lp_space_predicate has_space, int64_t arg) {
-  if (ring->backpressure == LP_DROP_OLDEST && lp_drop_oldest(ring)) return -1;
+  if (ring->backpressure == LP_DROP_OLDEST && lp_drop_oldest(ring, has_space == lp_slot_free)) {
+    return -1;
+  }
   /* The caller counts rejections: a FULL answer may just mean "wait for me
    * without holding the GIL, then retry". */
   if (ring->backpressure == LP_REJECT || !wait) return LP_PUSH_FULL;
@@ -296,8 +330,9 @@ int lp_ring_push(lp_ring* ring, const lp_value* values, int wait) {
   for (;;) {
     if (lp_load_acquire(&ring->closed)) return LP_PUSH_CLOSED;
     seq = lp_load_acquire(&ring->claim);
-    /* acquire on read: the consumer finished copying the slot we reuse. */
-    int slot_ok = seq - lp_load_acquire(&ring->read) < ring->capacity;
+    /* Room is shared with queued batch rows (one more load, on the line of
+     * `read`); claim - read < capacity, which slot reuse needs, follows. */
+    int slot_ok = lp_room_used(ring, seq) < ring->capacity;
     /* Under MPSC another producer may still move the arena head before our
      * turn, so this check is a best effort that the loop after the claim
      * completes. */
@@ -324,7 +359,7 @@ int lp_ring_push(lp_ring* ring, const lp_value* values, int wait) {
        * once the ring is closed nobody will make room, so the oldest unread
        * rows give way (counted as dropped). */
       int closing = lp_load_acquire(&ring->closed) != 0;
-      if ((ring->backpressure == LP_DROP_OLDEST || closing) && lp_drop_oldest(ring)) continue;
+      if ((ring->backpressure == LP_DROP_OLDEST || closing) && lp_drop_oldest(ring, 0)) continue;
       if (!closing) lp_ring_wait_for_space(ring, lp_arena_free, (int64_t)(intptr_t)values);
     }
   }

@@ -9,6 +9,20 @@
  * Each counter sits on its own cache line so producers and the consumer do not
  * invalidate each other's lines (false sharing).
  *
+ * Room: the ring has ONE capacity, shared by ring rows (claim - read) and the
+ * rows of queued Arrow batches (batch_rows, kept by the Cython layer, which
+ * holds the batches themselves). A row needs
+ *     (claim - read) + batch_rows < capacity
+ * and a batch of n rows needs (claim - read) + batch_rows + n <= capacity,
+ * except that a batch larger than the capacity is admitted into an empty ring
+ * (pending == 0) so that 'block' cannot deadlock on it; 'reject' refuses such
+ * a batch outright, so pending never exceeds the capacity under 'reject'.
+ * Producers are serialised by the GIL whenever they check and take room (the
+ * checks run in C with the GIL held and only waiting releases it), which is
+ * what makes the check over two counters exact; slot reuse never depends on
+ * batch_rows (claim - read < capacity is implied), so a stale batch_rows could
+ * only ever misjudge room, never overwrite an unread row.
+ *
  * Strings go to one byte arena per ring, also addressed by absolute byte
  * positions; a string never wraps (the head skips to the arena start instead),
  * so it can be copied with one memcpy.
@@ -86,10 +100,12 @@ typedef struct lp_ring {
   char _pad0[LP_CACHE_LINE - 3 * sizeof(int64_t)];
   _Alignas(LP_CACHE_LINE) int64_t published;
   char _pad1[LP_CACHE_LINE - sizeof(int64_t)];
-  /* Consumer side. */
+  /* Consumer side. batch_rows sits next to `read` because every push loads
+   * both: room is shared, and this costs the hot path no extra cache line. */
   _Alignas(LP_CACHE_LINE) int64_t read;
   int64_t arena_tail;
-  char _pad2[LP_CACHE_LINE - 2 * sizeof(int64_t)];
+  int64_t batch_rows;       /* rows held by queued Arrow batches (Cython side) */
+  char _pad2[LP_CACHE_LINE - 3 * sizeof(int64_t)];
   /* Rarely written: counters, watermark, state. */
   _Alignas(LP_CACHE_LINE) int64_t dropped;
   int64_t late;
@@ -98,8 +114,8 @@ typedef struct lp_ring {
   int64_t closed;
   int64_t multi_producer;
   int64_t space_parked;     /* producers parked waiting for room */
-  int64_t batch_rows;       /* rows held by queued Arrow batches (Cython side) */
   int64_t batches_queued;
+  int64_t batch_head;       /* tag of the oldest queued batch; INT64_MAX: none */
 
   /* Fixed at creation. */
   _Alignas(LP_CACHE_LINE) int64_t capacity;
@@ -133,7 +149,10 @@ void lp_ring_set_multi_producer(lp_ring* ring);
 
 /* Push one staged row. With `wait` = 0 a full ring answers LP_PUSH_FULL
  * instead of waiting (try_push, or a caller that waits without the GIL via
- * lp_ring_wait_for_row and retries); drop_oldest still makes room. */
+ * lp_ring_wait_for_row and retries); drop_oldest still makes room by dropping
+ * ring rows older than the oldest queued batch. When the oldest pending data
+ * is a queued batch, drop_oldest answers LP_PUSH_FULL too: the batch queue
+ * lives in the Cython layer, which drops the batch and retries. */
 int lp_ring_push(lp_ring* ring, const lp_value* values, int wait);
 int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values);
 
@@ -151,7 +170,14 @@ int64_t lp_ring_watermark(const lp_ring* ring);
 void lp_ring_advance_watermark(lp_ring* ring, int64_t event_time);
 /* Raise the maximum event time seen (rows queued as Arrow batches). */
 void lp_ring_advance_event_time(lp_ring* ring, int64_t event_time);
+/* Rows taking room: ring rows not yet consumed plus queued batch rows. */
 int64_t lp_ring_pending(const lp_ring* ring);
+/* 1 if one more row has room (ignoring the string arena). */
+int lp_ring_row_fits(const lp_ring* ring);
+/* drop_oldest: drop up to max_rows of the oldest unread ring rows, all of them
+ * older than the oldest queued batch (push order is kept: the batch goes
+ * first). Counted in `dropped`. Returns the rows dropped. */
+int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows);
 void lp_ring_close(lp_ring* ring);
 /* Wake producers parked for space (after the batch queue shrank, on stop). */
 void lp_ring_wake_producers(lp_ring* ring);
@@ -160,7 +186,8 @@ void lp_ring_wake_producers(lp_ring* ring);
  * Call without the GIL: the consumer needs it to make room. */
 typedef int (*lp_space_predicate)(const lp_ring* ring, int64_t arg);
 int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg);
-/* Predicate for a queued Arrow batch of `rows` rows. */
+/* Predicate for a queued Arrow batch of `rows` rows: it fits the room left,
+ * or the ring is empty (a batch larger than the capacity is admitted alone). */
 int lp_ring_batch_fits(const lp_ring* ring, int64_t rows);
 
 void lp_doorbell_init(lp_doorbell* bell);

@@ -126,16 +126,37 @@ class Source(_native.Producer):
         into DOUBLE, ``timestamp[ns]`` into TIMESTAMP, ...), anything else raises
         `SchemaError` and enqueues nothing. Fixed-width columns are not copied.
         Rows older than the watermark are dropped and counted as late.
+
+        The batch's rows take room in the source's buffer exactly like pushed
+        rows do (one capacity for both). When they do not fit, backpressure
+        decides: ``'block'`` waits, with the GIL released, until the engine has
+        drained enough (``wait=False`` raises `Full` instead); ``'reject'``
+        raises `Full` and enqueues nothing; ``'drop_oldest'`` drops the oldest
+        pending data in push order (rows, or whole earlier batches) until the
+        batch fits, counting every dropped row. A batch larger than the whole
+        capacity is admitted only into an empty buffer: ``'block'`` waits for
+        the engine to drain everything pending, ``'drop_oldest'`` drops it all,
+        and ``'reject'`` always raises `Full` (split the batch or raise
+        ``buffer_size``), so a rejecting source never holds more than its
+        capacity.
         """
         table = self._conform(_as_arrow_table(data))
         table, max_event_time = self._drop_late(table)
         if table.num_rows == 0:
             return
         if not self.ring.enqueue_batch(table, table.num_rows, max_event_time, wait):
-            self.ring.count_rejected(table.num_rows)
+            rows = table.num_rows
+            self.ring.count_rejected(rows)
+            # With wait=True only 'reject' refuses.
+            why = "backpressure is 'reject'" if wait else "wait=False"
+            if wait and rows > self.capacity:
+                raise Full(
+                    f"source {self.name!r}: a batch of {rows} rows is larger than the source's "
+                    f"capacity ({self.capacity} rows) and {why}; split it or raise buffer_size"
+                )
             raise Full(
-                f"source {self.name!r}: a batch of {table.num_rows} rows does not fit "
-                f"({self.pending} of {self.capacity} rows pending) and backpressure is 'reject'"
+                f"source {self.name!r}: a batch of {rows} rows does not fit "
+                f"({self.pending} of {self.capacity} rows pending) and {why}"
             )
 
     def _conform(self, table: pa.Table) -> pa.Table:

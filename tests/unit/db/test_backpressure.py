@@ -1,4 +1,7 @@
-"""A full ring: reject raises Full, block waits (GIL released), drop_oldest drops batches."""
+"""A full ring: reject raises Full, block waits (GIL released), drop_oldest drops the oldest.
+
+Ring rows and queued Arrow-batch rows share one capacity, whichever filled it.
+"""
 
 from __future__ import annotations
 
@@ -94,20 +97,74 @@ def test_reject_push_batch_larger_than_free_room_enqueues_nothing(db):
     assert read_all(sub)["i"].to_list() == [0, 1, 5, 6]
 
 
-@pytest.mark.xfail(strict=True, reason="Arrow batches and single rows have separate budgets: "
-                   "a ring full of rows still takes a batch (and vice versa) under 'reject'")
+def _table(values: list[int], s: str = "b") -> pa.Table:
+    return pa.table({"i": values, "s": [s] * len(values)})
+
+
+class ArrowPusher(threading.Thread):
+    """Calls push_arrow(table) on its own handle; `returned` is set once it has."""
+
+    def __init__(self, src: lp.Source, table: pa.Table) -> None:
+        super().__init__(daemon=True)
+        self.src, self.table = src.clone(), table
+        self.returned, self.error = threading.Event(), None
+
+    def run(self) -> None:
+        try:
+            self.src.push_arrow(self.table)
+        except BaseException as exc:  # checked by the test
+            self.error = exc
+        self.returned.set()
+
+
+def _start_later(db) -> threading.Thread:
+    """Start the engine from another thread (it drains the full ring)."""
+    starter = threading.Thread(target=db.start, daemon=True)
+    starter.start()
+    return starter
+
+
 @pytest.mark.parametrize("first", ["rows", "batch"])
 def test_reject_full_ring_refuses_both_rows_and_batches(db, first):
     src = _source(db, "reject")
+    sub = db.sink("q").subscribe()
     if first == "rows":
         src.push_batch([(i, "r") for i in range(4)])
     else:
-        src.push_arrow(pa.table({"i": [0, 1, 2, 3], "s": ["a"] * 4}))
+        src.push_arrow(_table([0, 1, 2, 3], "a"))
     assert src.pending == src.capacity and not src.has_capacity()
     assert src.try_push((9, "x")) is False
+    with pytest.raises(lp.Full, match="reject"):
+        src.push((9, "x"))
+    with pytest.raises(lp.Full, match="does not fit"):
+        src.push_arrow(_table([9], "x"))
     with pytest.raises(lp.Full):
-        src.push_arrow(pa.table({"i": [9], "s": ["x"]}))
-    assert src.pending <= src.capacity
+        src.push_batch([(9, "x")])
+    assert src.pending == src.capacity
+    assert _stats(db)["rejected"] == 4 and _stats(db)["dropped"] == 0
+    db.stop()
+    assert read_all(sub)["i"].to_list() == [0, 1, 2, 3]
+
+
+def test_reject_partly_full_ring_counts_rows_and_batches_together(db):
+    src = _source(db, "reject", size=8)
+    src.push_arrow(_table([0, 1, 2]))
+    src.push((3, "r"))
+    src.push((4, "r"))
+    with pytest.raises(lp.Full):
+        src.push_arrow(_table([5, 6, 7, 8]))  # 5 pending + 4 > 8
+    src.push_arrow(_table([5, 6, 7]))  # exactly the room left
+    assert src.pending == src.capacity == 8
+    assert src.try_push((9, "x")) is False
+
+
+def test_reject_batch_larger_than_capacity_is_refused_even_when_empty(db):
+    src = _source(db, "reject")
+    with pytest.raises(lp.Full, match="larger than the source's capacity"):
+        src.push_arrow(_table(list(range(5))))
+    assert src.pending == 0 and _stats(db)["rejected"] == 5
+    src.push_arrow(_table(list(range(4))))  # the capacity itself fits
+    assert src.pending == src.capacity
 
 
 def test_reject_full_string_arena_says_so(db):
@@ -135,6 +192,73 @@ def test_block_producer_waits_until_start(db):
     assert _stats(db)["rejected"] == 0 and _stats(db)["dropped"] == 0
 
 
+def test_block_push_arrow_waits_for_a_ring_full_of_rows(db):
+    src = _source(db, "block")
+    sub = db.sink("q").subscribe()
+    src.push_batch([(i, f"r{i}") for i in range(4)])
+    pusher = ArrowPusher(src, _table([100, 101, 102]))
+    pusher.start()
+    pusher.join(0.1)
+    assert pusher.is_alive() and not pusher.returned.is_set(), "push_arrow did not wait"
+    assert src.pending == src.capacity
+    with pytest.raises(lp.Full, match="wait=False"):
+        src.push_arrow(_table([9]), wait=False)
+    starter = _start_later(db)
+    assert pusher.returned.wait(DEADLINE), "push_arrow was not released by the engine"
+    assert pusher.error is None
+    starter.join(DEADLINE)
+    db.stop()
+    assert read_all(sub)["i"].to_list() == [0, 1, 2, 3, 100, 101, 102]
+    assert _stats(db)["dropped"] == 0 and _stats(db)["rejected"] == 1
+
+
+@pytest.mark.parametrize("wait", ["spin_yield", "park"])
+def test_block_push_waits_for_a_ring_full_of_batch_rows(db, wait):
+    src = _source(db, "block", wait=wait)
+    sub = db.sink("q").subscribe()
+    src.push_arrow(_table([100, 101]))
+    src.push_arrow(_table([102, 103]))
+    assert src.pending == src.capacity
+    assert src.try_push((9, "x")) is False
+    producer = _blocked_producer(src, 0, 10)  # blocked on its very first row
+    assert producer.done == []
+    starter = _start_later(db)
+    producer.join(DEADLINE)
+    assert not producer.is_alive() and producer.error is None
+    starter.join(DEADLINE)
+    db.stop()
+    assert read_all(sub)["i"].to_list() == [100, 101, 102, 103, *range(10)]
+    assert _stats(db)["dropped"] == 0
+
+
+def test_block_batch_larger_than_capacity_waits_for_an_empty_ring(db):
+    src = _source(db, "block")
+    sub = db.sink("q").subscribe()
+    src.push((0, "r"))
+    pusher = ArrowPusher(src, _table(list(range(100, 110))))
+    pusher.start()
+    pusher.join(0.1)
+    assert pusher.is_alive() and not pusher.returned.is_set()
+    assert src.pending == 1
+    starter = _start_later(db)
+    assert pusher.returned.wait(DEADLINE) and pusher.error is None
+    starter.join(DEADLINE)
+    db.stop()
+    assert read_all(sub)["i"].to_list() == [0, *range(100, 110)]
+
+
+def test_block_batch_larger_than_capacity_is_admitted_into_an_empty_ring(db):
+    src = _source(db, "block")
+    sub = db.sink("q").subscribe()
+    src.push_arrow(_table(list(range(10))), wait=False)
+    assert src.pending == 10
+    assert src.try_push((10, "x")) is False  # nothing else until it drains
+    db.start()
+    src.push((11, "r"))  # waits for the engine
+    db.stop()
+    assert read_all(sub)["i"].to_list() == [*range(10), 11]
+
+
 def test_try_push_on_full_block_ring_returns_false_without_blocking(db):
     src = _source(db, "block")
     src.push_batch([(i, "r") for i in range(4)])
@@ -158,6 +282,34 @@ def test_drop_oldest_drops_older_queued_arrow_batches(db):
     got = read_all(sub)
     assert got["i"].to_list() == list(range(4, 12))
     assert got["s"].to_list() == ["b1"] * 4 + ["b2"] * 4
+
+
+def test_drop_oldest_mix_drops_in_push_order_and_counts_every_row(db):
+    src = _source(db, "drop_oldest", size=8)
+    sub = db.sink("q").subscribe()
+    src.push((0, "r"))
+    src.push((1, "r"))
+    src.push_arrow(_table([100, 101, 102, 103]))  # queued after rows 0 and 1
+    src.push((2, "r"))
+    src.push((3, "r"))
+    assert src.pending == 8 and _stats(db)["dropped"] == 0
+    src.push((4, "r"))  # drops row 0: older than the batch
+    src.push((5, "r"))  # drops row 1
+    assert _stats(db)["dropped"] == 2 and src.pending == 8
+    src.push((6, "r"))  # the batch is now the oldest: it goes whole
+    assert _stats(db)["dropped"] == 6 and src.pending == 5
+    src.push_arrow(_table([200, 201, 202, 203, 204]))  # drops rows 2 and 3
+    assert _stats(db)["dropped"] == 8 and src.pending == 8
+    src.push_arrow(_table([300, 301]))  # drops rows 4 and 5
+    assert _stats(db)["dropped"] == 10 and src.pending == 8
+    src.push_arrow(_table([400]))  # drops row 6, then ...
+    src.push((7, "r"))  # ... the batch of 200s is the oldest
+    assert _stats(db)["dropped"] == 16 and src.pending == 4
+    db.stop()
+    got = read_all(sub)["i"].to_list()
+    assert got == [300, 301, 400, 7]
+    stats = _stats(db)
+    assert stats["pushed"] == len(got) + stats["dropped"]  # no row lost uncounted
 
 
 def test_drop_oldest_batch_larger_than_ring_is_admitted_alone(db):
@@ -215,24 +367,17 @@ def test_spinning_producer_is_released_when_space_appears(db, wait):
 def test_stop_while_blocked_raises_closed_in_the_producer(db, wait):
     src = _source(db, "block", wait=wait)
     sub = db.sink("q").subscribe()
+    src.push_arrow(_table([100, 101]))
     producer = _blocked_producer(src, 0, 10)
-    batch_error = []
-
-    def push_batch() -> None:
-        try:
-            src.clone().push_arrow(pa.table({"i": list(range(100, 110)), "s": ["b"] * 10}))
-            src.clone().push_arrow(pa.table({"i": [200], "s": ["c"]}))  # waits for the first
-        except lp.Closed as exc:
-            batch_error.append(exc)
-
-    arrow = threading.Thread(target=push_batch, daemon=True)
+    arrow = ArrowPusher(src, _table([200]))  # waits too: the room is shared
     arrow.start()
-    _wait_until(lambda: _stats(db)["pending"] == 14, "the Arrow batch to queue")
+    arrow.join(0.1)
+    assert arrow.is_alive() and src.pending == src.capacity
     db.stop()
     producer.join(DEADLINE)
     arrow.join(DEADLINE)
     assert not producer.is_alive() and not arrow.is_alive()
     assert isinstance(producer.error, lp.Closed)
-    assert len(batch_error) == 1
+    assert isinstance(arrow.error, lp.Closed)
     got = read_all(sub)
-    assert got["i"].to_list() == [0, 1, 2, 3, *range(100, 110)]
+    assert got["i"].to_list() == [100, 101, 0, 1]
