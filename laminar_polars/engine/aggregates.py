@@ -41,7 +41,9 @@ import polars as pl
 
 from laminar_polars.plan import Agg
 
-__all__ = ["TIME", "Aggregates", "collect"]
+__all__ = ["OP", "TIME", "Aggregates", "collect", "mark_new"]
+
+OP = "__op"  # on rows emitted as upserts: 'insert' (a new group) or 'update'
 
 TIME = "__time"
 # Event order within one micro-batch as one integer: time since the batch's
@@ -56,6 +58,15 @@ def collect(frame: pl.LazyFrame) -> pl.DataFrame:
     """Micro-batches are small: the in-memory engine's start-up cost is a
     quarter of the streaming engine's."""
     return frame.collect(engine="in-memory")
+
+
+def mark_new(groups: pl.DataFrame, state: pl.DataFrame | None, on: list[str]) -> pl.DataFrame:
+    """``groups`` with an OP column: 'insert' where the state has no such group yet."""
+    if state is None:
+        return groups.with_columns(pl.lit("insert").alias(OP))
+    known = state.select(on).with_columns(pl.lit("update").alias(OP))
+    return groups.join(known, on=on, how="left", nulls_equal=True).with_columns(
+        pl.col(OP).fill_null("insert"))
 
 
 def _input(index: int) -> str:

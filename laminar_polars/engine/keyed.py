@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from laminar_polars.engine.aggregates import Aggregates, collect
-from laminar_polars.engine.window import OP, _mark_new
+from laminar_polars.engine.aggregates import OP, Aggregates, collect, mark_new
 from laminar_polars.plan import KeyedAgg
 
 __all__ = ["KeyedAggregate"]
@@ -40,7 +39,7 @@ class KeyedAggregate:
         rows = frame.lazy() if self.keys else frame.lazy().with_columns(pl.lit(True).alias(ALL))
         projected = collect(self.calc.project(rows, self.group, frame))
         partials = self.calc.partials(projected.lazy(), self.group)
-        seen = _mark_new(partials.select(self.group), self.state, self.group)
+        seen = mark_new(partials.select(self.group), self.state, self.group)
         self.state = self.calc.merge([self.state, partials], self.group)
         for slot, found in enumerate(self.calc.distinct_rows(projected.lazy(), self.group)):
             self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], found])

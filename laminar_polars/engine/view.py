@@ -15,9 +15,9 @@ from typing import Protocol
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.engine.aggregates import collect
+from laminar_polars.engine.aggregates import OP, collect
 from laminar_polars.engine.keyed import KeyedAggregate
-from laminar_polars.engine.window import OP, GridWindows, SessionWindows, window_operator
+from laminar_polars.engine.window import GridWindows, SessionWindows, window_operator
 from laminar_polars.errors import PlanError
 from laminar_polars.plan import KeyedAgg, Node, RowMap, Scan, Step, WindowAgg, apply_steps
 
@@ -57,6 +57,7 @@ class _AggregateStage:
         else:
             self.operator = KeyedAggregate(node)
             self.lag = None
+        self.nothing = pl.DataFrame(schema=node.schema)  # most batches emit no row
 
     def run(self, frame: pl.DataFrame, watermark: int) -> tuple[pl.DataFrame, int]:
         internal = self.operator.process(frame, watermark)
@@ -68,7 +69,7 @@ class _AggregateStage:
     def project(self, internal: pl.DataFrame | None) -> pl.DataFrame:
         """HAVING, then the view's output columns (and the upsert marker)."""
         if internal is None:
-            return pl.DataFrame(schema=self.node.schema)
+            return self.nothing
         rows = internal.lazy()
         if self.node.having is not None:
             rows = rows.filter(self.node.having)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.engine.aggregates import TIME, Aggregates, collect
+from laminar_polars.engine.aggregates import OP, TIME, Aggregates, collect, mark_new
 from laminar_polars.errors import PlanError
 from laminar_polars.plan import WINDOW_END, WINDOW_START, WindowAgg
 
@@ -24,7 +24,6 @@ __all__ = ["GridWindows", "SessionWindows", "window_operator"]
 
 START = "__start"  # window start, integer microseconds, while a window is open
 END = "__end"
-OP = "__op"  # 'insert' or 'update' on rows emitted as updates
 
 
 def window_operator(node: WindowAgg) -> GridWindows | SessionWindows:
@@ -38,15 +37,6 @@ def window_operator(node: WindowAgg) -> GridWindows | SessionWindows:
 
 def _over(expr: pl.Expr, keys: list[str]) -> pl.Expr:
     return expr.over(keys) if keys else expr
-
-
-def _mark_new(groups: pl.DataFrame, state: pl.DataFrame | None, on: list[str]) -> pl.DataFrame:
-    """``groups`` with an OP column: 'insert' where the state has no such group yet."""
-    if state is None:
-        return groups.with_columns(pl.lit("insert").alias(OP))
-    known = state.select(on).with_columns(pl.lit("update").alias(OP))
-    return groups.join(known, on=on, how="left", nulls_equal=True).with_columns(
-        pl.col(OP).fill_null("insert"))
 
 
 class _Windows:
@@ -150,7 +140,7 @@ class GridWindows(_Windows):
                 self.parts = [self.calc.merge(self.parts, self.group)]
             return None
         merged = self.calc.merge(self.parts, self.group) if self.parts else None
-        seen = _mark_new(partials.select(self.group), merged, self.group)
+        seen = mark_new(partials.select(self.group), merged, self.group)
         self.parts = [self.calc.merge([merged, partials], self.group)]
         return self._finals(self.parts[0].join(seen, on=self.group, nulls_equal=True))
 
@@ -174,7 +164,7 @@ class GridWindows(_Windows):
         finals = self._finals(self.calc.merge_stacked(closed, self.group))
         self.distinct = [None if d is None else d.filter(~done) for d in self.distinct]
         if finals is not None:
-            self._keep(finals.drop(OP, strict=False))
+            self._keep(finals)
         return finals
 
     def _open_rows(self) -> list[pl.DataFrame]:

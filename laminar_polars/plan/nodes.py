@@ -243,27 +243,45 @@ class RowMap:
         return self.input.appends_only
 
 
-def _internal_schema(node: WindowAgg | KeyedAgg) -> pl.Schema:
-    source = node.input.schema
-    columns: dict[str, pl.DataType] = {k: source[k] for k in node.keys}
-    if isinstance(node, WindowAgg):
-        columns[WINDOW_START] = pl.Datetime("us")
-        columns[WINDOW_END] = pl.Datetime("us")
-    probe = pl.LazyFrame(schema=source)
-    for agg in node.aggs:
-        if agg.func in ("count_star", "count", "n_unique"):
-            columns[agg.name] = pl.UInt32
-        else:
-            expr = agg.expr
-            assert expr is not None
-            reduce = {"sum": expr.sum(), "min": expr.min(), "max": expr.max(),
-                      "mean": expr.mean(), "first": expr.first(), "last": expr.last()}
-            columns[agg.name] = probe.select(reduce[agg.func]).collect_schema().dtypes()[0]
-    return pl.Schema(columns)
+class _Aggregate:
+    """What window and keyed aggregates share: one input, and an internal frame
+    (keys, window bounds for windows, one column per `Agg`) projected by ``output``."""
+
+    input: Node
+    keys: tuple[str, ...]
+    aggs: tuple[Agg, ...]
+    output: tuple[pl.Expr, ...]
+
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return (self.input,)
+
+    @property
+    def internal_schema(self) -> pl.Schema:
+        source = self.input.schema
+        columns: dict[str, pl.DataType] = {k: source[k] for k in self.keys}
+        if isinstance(self, WindowAgg):
+            columns[WINDOW_START] = pl.Datetime("us")
+            columns[WINDOW_END] = pl.Datetime("us")
+        probe = pl.LazyFrame(schema=source)
+        for agg in self.aggs:
+            if agg.func in ("count_star", "count", "n_unique"):
+                columns[agg.name] = pl.UInt32
+            else:
+                expr = agg.expr
+                assert expr is not None
+                reduce = {"sum": expr.sum(), "min": expr.min(), "max": expr.max(),
+                          "mean": expr.mean(), "first": expr.first(), "last": expr.last()}
+                columns[agg.name] = probe.select(reduce[agg.func]).collect_schema().dtypes()[0]
+        return pl.Schema(columns)
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.LazyFrame(schema=self.internal_schema).select(self.output).collect_schema()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class WindowAgg:
+class WindowAgg(_Aggregate):
     """Aggregates per key and window.
 
     ``emit``: 'on_window_close' (one final row per key and window, once the
@@ -284,23 +302,11 @@ class WindowAgg:
     time_output_is: Literal["start", "end"] = "start"
 
     @property
-    def inputs(self) -> tuple[Node, ...]:
-        return (self.input,)
-
-    @property
     def input_time_column(self) -> str:
         time_column = self.input.time_column
         if time_column is None:
             raise ValueError("a window aggregate needs an input with an event-time column")
         return time_column
-
-    @property
-    def internal_schema(self) -> pl.Schema:
-        return _internal_schema(self)
-
-    @property
-    def schema(self) -> pl.Schema:
-        return pl.LazyFrame(schema=self.internal_schema).select(self.output).collect_schema()
 
     @property
     def time_column(self) -> str | None:
@@ -323,7 +329,7 @@ class WindowAgg:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class KeyedAgg:
+class KeyedAgg(_Aggregate):
     """A continuous aggregate: one row per key, updated in place (upserts)."""
 
     input: Node
@@ -331,18 +337,6 @@ class KeyedAgg:
     aggs: tuple[Agg, ...]
     output: tuple[pl.Expr, ...]
     having: pl.Expr | None = None
-
-    @property
-    def inputs(self) -> tuple[Node, ...]:
-        return (self.input,)
-
-    @property
-    def internal_schema(self) -> pl.Schema:
-        return _internal_schema(self)
-
-    @property
-    def schema(self) -> pl.Schema:
-        return pl.LazyFrame(schema=self.internal_schema).select(self.output).collect_schema()
 
     @property
     def time_column(self) -> str | None:
