@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 import polars as pl
 import pytest
 
 import laminar_polars as lp
+from laminar_polars.engine import window
 
 TRADES_DDL = """
 CREATE SOURCE trades (
@@ -15,6 +18,19 @@ CREATE SOURCE trades (
     ts     TIMESTAMP NOT NULL,
     WATERMARK FOR ts AS ts - INTERVAL '100' MILLISECOND
 )"""
+
+
+# Every test runs with one of several absorb thresholds, chosen from its id, so
+# across the suite rows reach a closing window both ways: folded in from the
+# pending buffer, and already merged into the state.
+ABSORB_THRESHOLDS = (1, 2, 5, 64, window.ABSORB_ROWS)
+
+
+@pytest.fixture(autouse=True)
+def absorb_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    rows = ABSORB_THRESHOLDS[zlib.crc32(request.node.nodeid.encode()) % len(ABSORB_THRESHOLDS)]
+    monkeypatch.setattr(window, "ABSORB_ROWS", rows)
+    return rows
 
 
 @pytest.fixture

@@ -47,17 +47,21 @@ OP = "__op"  # on rows emitted as upserts: 'insert' (a new group) or 'update'
 
 TIME = "__time"
 # Event order within one micro-batch as one integer: time since the batch's
-# earliest row, shifted left, plus the row's position. A batch has at most
-# 2**20 rows (the scheduler's cap), which leaves 2**43 us (101 days) of time.
+# earliest row, shifted left past the row's position, plus the position. For
+# a batch of a million rows that leaves 2**43 us (101 days) of time.
 ORDER = "__order"
-_POSITION_BITS = 20
-_ORDER_SPAN = 1 << (63 - _POSITION_BITS)
+_POSITION = "__position"
 
 
-def collect(frame: pl.LazyFrame) -> pl.DataFrame:
-    """Micro-batches are small: the in-memory engine's start-up cost is a
-    quarter of the streaming engine's."""
-    return frame.collect(engine="in-memory")
+# Below this many input rows the in-memory engine wins (its start-up cost is
+# a quarter of the streaming engine's); above it the streaming engine's
+# parallel hash aggregation is 1.5-2x faster (measured on 2 cores).
+STREAMING_ROWS = 1 << 15
+
+
+def collect(frame: pl.LazyFrame, rows: int = 0) -> pl.DataFrame:
+    """Run ``frame`` on the engine that suits ``rows`` input rows."""
+    return frame.collect(engine="streaming" if rows >= STREAMING_ROWS else "in-memory")
 
 
 def mark_new(groups: pl.DataFrame, state: pl.DataFrame | None, on: list[str]) -> pl.DataFrame:
@@ -86,6 +90,7 @@ class Aggregates:
         self.distinct = [i for i, a in enumerate(self.aggs) if a.func == "n_unique"]
         self.event_order = any(
             a.func in ("first", "last") and a.order == "event" for a in self.aggs)
+        self._schemas: dict[tuple[str, ...], pl.Schema] = {}
 
     # -- per micro-batch -------------------------------------------------------
     def project(
@@ -101,22 +106,58 @@ class Aggregates:
         if self.time_column is not None:
             time = pl.col(self.time_column).dt.epoch("us")
             columns.append(time.alias(TIME))
-            if self.event_order and batch is not None and batch.height < (1 << _POSITION_BITS):
+            if self.event_order and batch is not None and batch.height:
                 times = batch.get_column(self.time_column).dt.epoch("us")
                 low, high = times.min(), times.max()
-                if low is not None and high - low < _ORDER_SPAN:  # type: ignore[operator]
-                    order = ((time - low) * (1 << _POSITION_BITS)
-                             + pl.int_range(pl.len(), dtype=pl.Int64))
+                shift = batch.height.bit_length()
+                if low is not None and (high - low) >> (63 - shift) == 0:  # type: ignore[operator]
+                    # with_row_index is a cheap source of positions; int_range is not
+                    rows = rows.with_row_index(_POSITION)
+                    order = (time - low) * (1 << shift) + pl.col(_POSITION).cast(pl.Int64)
                     columns.append(order.alias(ORDER))
         for i, agg in enumerate(self.aggs):
             if agg.expr is not None:
                 columns.append(agg.expr.alias(_input(i)))
         return rows.select(columns)
 
-    def partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.DataFrame:
-        """One partial row per group of projected rows."""
+    def partials(
+        self, projected: pl.LazyFrame, group: Sequence[str], rows: int = 0
+    ) -> pl.DataFrame:
+        """One partial row per group of ``rows`` projected rows."""
         packed = self.event_order and ORDER in projected.collect_schema()
-        return collect(projected.group_by(group).agg(self._partial_exprs(packed)))
+        return collect(projected.group_by(group).agg(self._partial_exprs(packed)), rows)
+
+    def row_partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
+        """Each projected row as a partial of its own, laid out like `partials`
+        so the two stack: a few rows can then be merged without a group_by."""
+        schema = self._partial_schema(projected, group)
+        time = pl.col(TIME)
+        exprs: list[pl.Expr] = [pl.col(g) for g in group]
+        for i, agg in enumerate(self.aggs):
+            value, name = pl.col(_input(i)), agg.name
+            present = value.is_not_null().cast(pl.UInt32)
+            if agg.func == "n_unique":
+                raise ValueError("distinct counts have no per-row partial")
+            if agg.func == "count_star":
+                exprs.append(pl.lit(1, pl.UInt32).alias(name))
+            elif agg.func == "count":
+                exprs.append(present.alias(name))
+            elif agg.func in ("sum", "mean"):
+                exprs += [value.alias(name), present.alias(f"{name}#c")]
+            elif agg.func in ("first", "last") and agg.order == "event":
+                exprs += [value.alias(name), time.alias(f"{name}#t")]
+            else:  # min, max, first/last by arrival
+                exprs.append(value.alias(name))
+        return projected.select(exprs).cast(dict(schema))
+
+    def _partial_schema(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.Schema:
+        # An operator's input layout never changes, so one resolution serves.
+        key = tuple(group)
+        if key not in self._schemas:
+            empty = pl.LazyFrame(schema=projected.collect_schema())
+            partial = empty.group_by(group).agg(self._partial_exprs(False))
+            self._schemas[key] = partial.collect_schema()
+        return self._schemas[key]
 
     def distinct_rows(self, projected: pl.LazyFrame, group: Sequence[str]) -> list[pl.DataFrame]:
         """For each distinct-count aggregate, its distinct ``(group, value)`` rows."""
@@ -136,8 +177,10 @@ class Aggregates:
 
     def merge_stacked(self, stacked: pl.DataFrame, group: Sequence[str]) -> pl.DataFrame:
         """Merge partials stacked in arrival order into one row per group."""
-        return collect(stacked.lazy().group_by(group, maintain_order=True)
-                       .agg(self._merge_exprs()))
+        return collect(self.merge_lazy(stacked.lazy(), group))
+
+    def merge_lazy(self, stacked: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
+        return stacked.group_by(group, maintain_order=True).agg(self._merge_exprs())
 
     @staticmethod
     def merge_distinct(sets: Sequence[pl.DataFrame | None]) -> pl.DataFrame:

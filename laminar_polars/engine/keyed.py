@@ -45,6 +45,9 @@ class KeyedAggregate:
             self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], found])
         return self._finals(self.state.join(seen, on=self.group, nulls_equal=True))
 
+    def settle(self) -> None:
+        """Nothing to tidy: the state is the answer."""
+
     def contents(self) -> pl.DataFrame | None:
         if self.state is None:
             return None

@@ -134,6 +134,9 @@ class ViewRuntime:
                 self._keep(frame)
         for reader in list(self.readers):
             reader.on_batch(frame, watermark)
+        for stage in self.stages:  # rows are out; now free what they came from
+            if isinstance(stage, _AggregateStage):
+                stage.operator.settle()
 
     def on_end(self) -> None:
         for reader in list(self.readers):
