@@ -457,6 +457,11 @@ class LaminarDB:
 
     def _engine_failed(self, error: BaseException) -> None:
         self._error = error
+        # Nothing will drain the sources any more: close them, so a producer
+        # waiting for room (backpressure 'block') gets `Closed` instead of
+        # waiting forever; `stop()` then raises the failure.
+        for ring in list(self._rings.values()):
+            ring.close()
         for sink in list(self._sinks.values()):
             sink.close()
 

@@ -69,6 +69,7 @@ class Scheduler:
         self.lock = threading.RLock()  # guards routes against DDL while running
         self.thread: threading.Thread | None = None
         self.running = False
+        self.failed = False
         self.batches = 0
 
     # -- topology -------------------------------------------------------------
@@ -111,8 +112,8 @@ class Scheduler:
         if self.thread is not None:
             self.thread.join()
             self.thread = None
-        while self.drain_once():
-            pass
+        while not self.failed and self.drain_once():
+            pass  # a failed engine is not run again: its error is already reported
         with self.lock:
             for route in self.routes.values():
                 for consumer in list(route.consumers):
@@ -129,6 +130,7 @@ class Scheduler:
                 self.doorbell.wait(rings, seen, 0.5, self.wait.kind, self.wait.spins)
         except BaseException as exc:  # surfaced to the user by the database
             self.running = False
+            self.failed = True
             self.on_error(exc)
 
     def drain_once(self) -> bool:

@@ -381,3 +381,34 @@ def test_stop_while_blocked_raises_closed_in_the_producer(db, wait):
     assert isinstance(arrow.error, lp.Closed)
     got = read_all(sub)
     assert got["i"].to_list() == [100, 101, 0, 1]
+
+
+@pytest.mark.parametrize("feed", ["push", "push_arrow"])
+def test_engine_failure_wakes_a_blocked_producer_and_stop_reports_it(db, feed):
+    """A view that fails at run time stops the engine; a producer waiting for room
+    must get Closed (nothing will drain the ring again), not wait forever."""
+    db.execute("CREATE SOURCE q (i BIGINT NOT NULL, s VARCHAR) WITH (buffer_size = 4, "
+               "backpressure = 'block')")
+    db.execute("CREATE MATERIALIZED VIEW bad AS SELECT CAST(s AS INT) AS x, count(*) AS n "
+               "FROM q GROUP BY CAST(s AS INT)")
+    src = db.source("q")
+    db.start()
+    error: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for i in range(10_000):
+                if feed == "push":
+                    src.push((i, "not a number"))
+                else:
+                    src.push_arrow(pa.table({"i": [i], "s": ["not a number"]}))
+        except BaseException as exc:
+            error.append(exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(DEADLINE)
+    assert not producer.is_alive(), "the producer is still blocked after the engine failed"
+    assert error and isinstance(error[0], lp.Closed)
+    with pytest.raises(lp.LaminarError, match="the engine failed"):
+        db.stop()
