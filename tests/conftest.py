@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 import laminar_polars as lp
-from laminar_polars.engine import window
+from laminar_polars.engine import grid
 
 TRADES_DDL = """
 CREATE SOURCE trades (
@@ -23,13 +23,13 @@ CREATE SOURCE trades (
 # Every test runs with one of several absorb thresholds, chosen from its id, so
 # across the suite rows reach a closing window both ways: folded in from the
 # pending buffer, and already merged into the state.
-ABSORB_THRESHOLDS = (1, 2, 5, 64, window.ABSORB_ROWS)
+ABSORB_THRESHOLDS = (1, 2, 5, 64, grid.ABSORB_ROWS)
 
 
 @pytest.fixture(autouse=True)
 def absorb_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     rows = ABSORB_THRESHOLDS[zlib.crc32(request.node.nodeid.encode()) % len(ABSORB_THRESHOLDS)]
-    monkeypatch.setattr(window, "ABSORB_ROWS", rows)
+    monkeypatch.setattr(grid, "ABSORB_ROWS", rows)
     return rows
 
 

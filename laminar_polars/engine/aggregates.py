@@ -35,17 +35,22 @@ shape: (2, 3)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
 from laminar_polars.plan import Agg
 
-__all__ = ["OP", "TIME", "Aggregates", "collect", "mark_new"]
+__all__ = ["OP", "TIME", "Aggregates", "Output", "collect", "mark_new"]
 
 OP = "__op"  # on rows emitted as upserts: 'insert' (a new group) or 'update'
 
 TIME = "__time"
+
+# What a view makes of an operator's final rows (HAVING, its output columns),
+# given the extra columns (OP) to carry along. Operators apply it inside their
+# last Polars call, so emitting takes one collect.
+Output = Callable[[pl.LazyFrame, Sequence[str]], pl.LazyFrame]
 # Event order within one micro-batch as one integer: time since the batch's
 # earliest row, shifted left past the row's position, plus the position. For
 # a batch of a million rows that leaves 2**43 us (101 days) of time.
@@ -91,6 +96,19 @@ class Aggregates:
         self.event_order = any(
             a.func in ("first", "last") and a.order == "event" for a in self.aggs)
         self._schemas: dict[tuple[str, ...], pl.Schema] = {}
+        # Aggregates over the same input (open/high/low/close of one price)
+        # share one projected column: fewer columns through every group_by.
+        self.inputs: list[tuple[pl.Expr, str]] = []
+        self.column_of: list[str] = []
+        for i, agg in enumerate(self.aggs):
+            if agg.expr is None:
+                self.column_of.append("")
+                continue
+            same = next((name for expr, name in self.inputs if expr.meta.eq(agg.expr)), None)
+            if same is None:
+                same = _input(i)
+                self.inputs.append((agg.expr, same))
+            self.column_of.append(same)
 
     # -- per micro-batch -------------------------------------------------------
     def project(
@@ -115,17 +133,18 @@ class Aggregates:
                     rows = rows.with_row_index(_POSITION)
                     order = (time - low) * (1 << shift) + pl.col(_POSITION).cast(pl.Int64)
                     columns.append(order.alias(ORDER))
-        for i, agg in enumerate(self.aggs):
-            if agg.expr is not None:
-                columns.append(agg.expr.alias(_input(i)))
+        columns += [expr.alias(name) for expr, name in self.inputs]
         return rows.select(columns)
 
     def partials(
         self, projected: pl.LazyFrame, group: Sequence[str], rows: int = 0
     ) -> pl.DataFrame:
         """One partial row per group of ``rows`` projected rows."""
+        return collect(self.partials_lazy(projected, group), rows)
+
+    def partials_lazy(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         packed = self.event_order and ORDER in projected.collect_schema()
-        return collect(projected.group_by(group).agg(self._partial_exprs(packed)), rows)
+        return projected.group_by(group).agg(self._partial_exprs(packed))
 
     def row_partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         """Each projected row as a partial of its own, laid out like `partials`
@@ -134,7 +153,7 @@ class Aggregates:
         time = pl.col(TIME)
         exprs: list[pl.Expr] = [pl.col(g) for g in group]
         for i, agg in enumerate(self.aggs):
-            value, name = pl.col(_input(i)), agg.name
+            value, name = pl.col(self.column_of[i]), agg.name
             present = value.is_not_null().cast(pl.UInt32)
             if agg.func == "n_unique":
                 raise ValueError("distinct counts have no per-row partial")
@@ -162,7 +181,7 @@ class Aggregates:
     def distinct_rows(self, projected: pl.LazyFrame, group: Sequence[str]) -> list[pl.DataFrame]:
         """For each distinct-count aggregate, its distinct ``(group, value)`` rows."""
         return [
-            collect(projected.select(*group, pl.col(_input(i)).alias("__value")).unique())
+            collect(projected.select(*group, pl.col(self.column_of[i]).alias("__value")).unique())
             for i in self.distinct
         ]
 
@@ -215,7 +234,7 @@ class Aggregates:
         time, order = pl.col(TIME), pl.col(ORDER)
         exprs: list[pl.Expr] = []
         for i, agg in enumerate(self.aggs):
-            value, name = pl.col(_input(i)), agg.name
+            value, name = pl.col(self.column_of[i]), agg.name
             if agg.func == "n_unique":
                 continue  # kept as distinct rows beside the state
             if agg.func == "count_star":

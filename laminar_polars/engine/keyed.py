@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from laminar_polars.engine.aggregates import OP, Aggregates, collect, mark_new
+from laminar_polars.engine.aggregates import OP, Aggregates, Output, collect, mark_new
 from laminar_polars.plan import KeyedAgg
 
 __all__ = ["KeyedAggregate"]
@@ -18,8 +18,9 @@ ALL = "__all"  # the one group of an aggregate without GROUP BY
 
 
 class KeyedAggregate:
-    def __init__(self, node: KeyedAgg) -> None:
+    def __init__(self, node: KeyedAgg, output: Output) -> None:
         self.node = node
+        self.output = output
         self.keys = list(node.keys)
         self.group = self.keys or [ALL]
         # Event order needs a time column; arrival order (the state's row order) does not.
@@ -56,4 +57,5 @@ class KeyedAggregate:
     def _finals(self, partials: pl.DataFrame) -> pl.DataFrame:
         distinct = [d for d in self.distinct if d is not None]
         finals = self.calc.finalize(partials.lazy(), self.group, distinct, [OP])
-        return collect(finals.select(*self.schema, OP).cast(dict(self.schema)))
+        internal = finals.select(*self.schema, OP).cast(dict(self.schema))
+        return collect(self.output(internal, [OP]))

@@ -15,9 +15,10 @@ from typing import Protocol
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.engine.aggregates import OP, collect
+from laminar_polars.engine.aggregates import OP, Output, collect
+from laminar_polars.engine.grid import GridWindows
 from laminar_polars.engine.keyed import KeyedAggregate
-from laminar_polars.engine.window import GridWindows, SessionWindows, window_operator
+from laminar_polars.engine.session import SessionWindows
 from laminar_polars.errors import PlanError
 from laminar_polars.plan import KeyedAgg, Node, RowMap, Scan, Step, WindowAgg, apply_steps
 
@@ -47,34 +48,38 @@ class _RowStage:
         return collect(apply_steps(frame.lazy(), steps)), watermark
 
 
+def _window_operator(node: WindowAgg, output: Output) -> GridWindows | SessionWindows:
+    if node.window.kind != "session":
+        return GridWindows(node, output)
+    if node.emit == "on_update":
+        raise PlanError("EMIT ON UPDATE is not supported for session windows: a row can "
+                        "merge two sessions already emitted; use EMIT ON WINDOW CLOSE")
+    return SessionWindows(node, output)
+
+
 class _AggregateStage:
     def __init__(self, node: WindowAgg | KeyedAgg) -> None:
         self.node = node
         self.operator: GridWindows | SessionWindows | KeyedAggregate
         if isinstance(node, WindowAgg):
-            self.operator = window_operator(node)
+            self.operator = _window_operator(node, self.output)
             self.lag = node.time_lag_us if node.time_column is not None else None
         else:
-            self.operator = KeyedAggregate(node)
+            self.operator = KeyedAggregate(node, self.output)
             self.lag = None
         self.nothing = pl.DataFrame(schema=node.schema)  # most batches emit no row
 
     def run(self, frame: pl.DataFrame, watermark: int) -> tuple[pl.DataFrame, int]:
-        internal = self.operator.process(frame, watermark)
-        out = self.project(internal)
+        out = self.operator.process(frame, watermark)
         if self.lag is not None and watermark not in _SENTINELS:
             watermark -= self.lag
-        return out, watermark
+        return self.nothing if out is None else out, watermark
 
-    def project(self, internal: pl.DataFrame | None) -> pl.DataFrame:
-        """HAVING, then the view's output columns (and the upsert marker)."""
-        if internal is None:
-            return self.nothing
-        rows = internal.lazy()
+    def output(self, internal: pl.LazyFrame, extra: Sequence[str]) -> pl.LazyFrame:
+        """HAVING, then the view's output columns (and ``extra``: the upsert marker)."""
         if self.node.having is not None:
-            rows = rows.filter(self.node.having)
-        extra = [pl.col(OP)] if OP in internal.columns else []
-        return collect(rows.select(*self.node.output, *extra))
+            internal = internal.filter(self.node.having)
+        return internal.select(*self.node.output, *extra)
 
 
 def _compile(plan: Node) -> tuple[Scan, list[_RowStage | _AggregateStage]]:
@@ -155,8 +160,8 @@ class ViewRuntime:
         else:
             stage = self.stages[self._aggregate]
             assert isinstance(stage, _AggregateStage)
-            internal = stage.operator.contents()
-            frame = stage.project(internal)
+            rows = stage.operator.contents()
+            frame = stage.nothing if rows is None else rows
             for above in self.stages[self._aggregate + 1:]:
                 frame, _ = above.run(frame, _native.NO_WATERMARK)
             frames = [frame]

@@ -8,6 +8,7 @@ distinct counts, sums of nulls), and views stacked on views.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 
@@ -186,3 +187,40 @@ def test_continuous_aggregate_upserts_and_a_view_stacked_on_windows():
                           pl.col("ws").first() + 100_000)
         assert_frame_equal(read_all(stacked).sort("symbol", "ws"),
                            windows.filter(pl.col("trades") >= 30))
+
+
+def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
+    """The emitting path: rows of the closing window merged just before the close
+    (half the watermark lag ahead of it), so the close slices ready rows and runs
+    no Polars query; the rows are still exact."""
+    from laminar_polars.engine.grid import GridWindows
+
+    with lp.open() as db:
+        db.execute(TRADES_DDL)
+        aggs = (Agg("high", "max", pl.col("price")), Agg("trades", "count_star"))
+        out = (pl.col("symbol"), pl.col(WINDOW_END).alias("we"), pl.col("high"), pl.col("trades"))
+        spec = WindowSpec("tumble", 1_000_000, 1_000_000)
+        node = WindowAgg(db._relation("trades"), ("symbol",), spec, aggs, out)
+    windows = GridWindows(node, lambda rows, extra: rows.select(*node.output, *extra))
+
+    def batch(rows: list[tuple]) -> tuple[pl.DataFrame, int]:
+        frame = pl.DataFrame(rows, schema=["symbol", "price", "qty", "ts"], orient="row")
+        frame = frame.with_columns(pl.col("ts").cast(pl.Datetime("us")))
+        return frame, max(r[3] for r in rows) - DELAY
+
+    assert windows.process(*batch([("A", 1.0, 1, 10), ("B", 5.0, 1, 500_000),
+                                   ("A", 3.0, 1, 999_999)])) is None
+    assert windows.process(*batch([("A", 2.0, 1, 1_060_000)])) is None  # merged here
+
+    queries = []
+    monkeypatch.setattr(pl.LazyFrame, "collect",
+                        lambda self, *a, **k: queries.append(self) or pytest.fail("a query ran"))
+    monkeypatch.setattr(pl, "collect_all", lambda *a, **k: pytest.fail("a query ran"))
+    emitted = windows.process(*batch([("B", 9.0, 1, 1_120_000)]))
+    assert queries == []
+    monkeypatch.undo()
+    assert emitted is not None
+    assert emitted.sort("symbol").to_dicts() == [
+        {"symbol": "A", "we": dt.datetime(1970, 1, 1, 0, 0, 1), "high": 3.0, "trades": 2},
+        {"symbol": "B", "we": dt.datetime(1970, 1, 1, 0, 0, 1), "high": 5.0, "trades": 1},
+    ]

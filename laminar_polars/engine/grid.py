@@ -1,0 +1,329 @@
+"""Tumbling and hopping windows over merged partial aggregates.
+
+State is one *partial* row per key and open window (`Aggregates` says what a
+partial is). Input rows are not aggregated batch by batch: they wait in a
+pending buffer and are merged into the state a few thousand at a time, in one
+Polars call, which also finalizes the view's rows of every open window
+("ready" rows). When the watermark passes a window's end:
+
+- if no pending row falls into a closing window, its rows are a slice of the
+  ready rows: no Polars call on the way from the closing row to the readers;
+- otherwise the pending rows are folded into one merge that emits them.
+
+Either way, freeing the emitted windows (`settle`) runs after the rows went
+out. When to merge is chosen to keep closes on the first path: just before
+the watermark reaches a pending window's end, and not in the stretch before a
+close otherwise (see `GridWindows._should_absorb`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from laminar_polars import _native
+from laminar_polars.engine.aggregates import (
+    OP,
+    STREAMING_ROWS,
+    TIME,
+    Output,
+    collect,
+    mark_new,
+)
+from laminar_polars.engine.window import START, Windows
+from laminar_polars.plan import WindowAgg
+
+__all__ = ["ABSORB_ROWS", "GridWindows"]
+
+# Pending rows are merged once this many wait (unless a window is about to
+# close: then the merge waits for the last moment before it, see below).
+ABSORB_ROWS = 1 << 12
+# ... and always once this many wait, close or not, to bound memory.
+PENDING_CAP = 1 << 16
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _micros(value: dt.datetime) -> int:
+    return (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) // _MICROSECOND
+
+
+def _time_span(column: pl.Series) -> tuple[int, int]:
+    """The column's earliest and latest time in microseconds (floored).
+    Series.min/max cost ~1 us; any Polars conversion of the column first
+    costs ~25 us, on every micro-batch."""
+    low, high = column.min(), column.max()
+    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
+        return _micros(low), _micros(high)
+    micros = column.dt.epoch("us")
+    return micros.min(), micros.max()  # type: ignore[return-value]
+
+
+class GridWindows(Windows):
+    """Tumbling and hopping windows over partial aggregates."""
+
+    def __init__(self, node: WindowAgg, output: Output) -> None:
+        super().__init__(node, output)
+        spec = node.window
+        self.size, self.slide, self.offset = spec.size_us, spec.slide_us, spec.offset_us
+        self.group = [*self.keys, START]
+        self.state: pl.DataFrame | None = None  # merged partials: one row per key and window
+        self.state_end: int | None = None  # the earliest end of a window in the state
+        self.pending: list[pl.DataFrame] = []  # input rows not merged yet, in arrival order
+        self.pending_rows = 0
+        self.pending_end: int | None = None  # the earliest end of a window they fall into
+        self.frontier = _native.NO_WATERMARK  # the latest event time seen
+        self.caught_up_for: int | None = None  # pending_end of the last merge before a close
+        self.emitted_through: int | None = None  # windows ending by here went out; settle() frees
+        self.distinct: list[pl.DataFrame | None] = [None] * len(self.calc.distinct)
+        # Polars' group_by_dynamic starts each key's hopping windows at its
+        # earliest row, so that row's time is state too.
+        self.follow_first_row = spec.origin == "first_row" and spec.kind == "hop"
+        self.earliest: pl.DataFrame | None = None
+        # Distinct sets and first-row origins are kept beside the partials, so
+        # rows are merged before their windows close rather than folded in.
+        self.can_fold = not self.calc.distinct and not self.follow_first_row
+        # The view's rows of every window in the state, oldest window first:
+        # made by each merge, so most closes only slice it. ready_bounds has,
+        # per window start, how many leading ready rows end with that window.
+        self.keeps_ready = node.emit != "on_update"
+        self.ready: pl.DataFrame | None = None
+        self.ready_bounds: list[tuple[int, int]] = []
+        self.ready_fresh = False
+
+    @property
+    def state_rows(self) -> int:
+        return (0 if self.state is None else self.state.height) + self.pending_rows
+
+    def process(self, frame: pl.DataFrame, watermark: int) -> pl.DataFrame | None:
+        """Take one micro-batch; return the view's rows to emit, if any."""
+        self.settle()  # a no-op when the view already settled after emitting
+        if frame.height:
+            self._hold(frame)
+        if self.node.emit == "on_update":
+            updates = self._update() if self.pending else None
+            if self._closes(watermark):
+                self._emit_closed(watermark)
+                self.settle()
+            return updates
+        if self._closes(watermark):
+            return self._emit_closed(watermark)
+        if self._should_absorb(watermark):
+            self._absorb()
+        return None
+
+    def settle(self) -> None:
+        """Free what the last close emitted. The view calls this after the
+        rows went out, which keeps the work off the closing row's path."""
+        if self.emitted_through is None:
+            return
+        watermark, self.emitted_through = self.emitted_through, None
+        if self.pending_end is not None and self.pending_end <= watermark:
+            self._absorb()  # pending rows of closed windows were folded in; dropped below
+        still_open = pl.col(START) + self.size > watermark
+        if self.state is not None:
+            self.state = self.state.filter(still_open)
+            self.state_end = self._earliest_end(self.state)
+        self.distinct = [None if d is None else d.filter(still_open) for d in self.distinct]
+        if self.ready is not None:
+            closed = self._closed_count(watermark)
+            self.ready = self.ready.slice(closed)
+            self.ready_bounds = [(start, rows - closed) for start, rows in self.ready_bounds
+                                 if rows > closed]
+
+    # -- rows in ----------------------------------------------------------------
+    def _hold(self, frame: pl.DataFrame) -> None:
+        self.pending.append(frame)
+        self.pending_rows += frame.height
+        low, high = _time_span(frame.get_column(self.calc.time_column))  # type: ignore[arg-type]
+        end = self._first_end(low)
+        self.pending_end = end if self.pending_end is None else min(self.pending_end, end)
+        self.frontier = max(self.frontier, high)
+
+    def _first_end(self, time: int) -> int:
+        """End of the earliest window holding ``time``: its start is the first
+        grid point after ``time - size``."""
+        start = (time - self.size - self.offset) // self.slide * self.slide + self.offset
+        return start + self.slide + self.size
+
+    def _should_absorb(self, watermark: int) -> bool:
+        """Whether to merge the pending rows now.
+
+        A merge costs a few Polars calls (milliseconds): a close that comes
+        while one runs waits for it. So pending rows are merged (1) once, just
+        before the watermark reaches their earliest window's end, halfway
+        through the lag between event time and watermark: the rows of a
+        closing window are in by then, unless more out of order than half the
+        delay, and the close only slices ready rows; (2) every `ABSORB_ROWS`
+        rows, but not while a close is within the lag; (3) always at
+        `PENDING_CAP` rows.
+        """
+        if not self.pending or watermark in (_native.NO_WATERMARK, _native.CLOSED_WATERMARK):
+            return self.pending_rows >= PENDING_CAP
+        assert self.pending_end is not None
+        lag = max(self.frontier - watermark, 0)
+        if watermark >= self.pending_end - lag // 2 and self.caught_up_for != self.pending_end:
+            self.caught_up_for = self.pending_end
+            return True
+        next_close = min(e for e in (self.state_end, self.pending_end) if e is not None)
+        return self.pending_rows >= PENDING_CAP or (
+            self.pending_rows >= ABSORB_ROWS and watermark < next_close - lag)
+
+    def _pending_frame(self) -> pl.DataFrame:
+        if len(self.pending) > 1:
+            self.pending = [pl.concat(self.pending)]
+        return self.pending[0]
+
+    def _windowed(self, rows: pl.DataFrame) -> pl.LazyFrame:
+        """Projected rows, one copy per window they fall into."""
+        projected = self.calc.project(rows.lazy(), self.keys, rows)
+        if self.follow_first_row:
+            self._track_earliest(projected)
+        time = pl.col(TIME)
+        last_start = (time - self.offset) // self.slide * self.slide + self.offset
+        if self.slide == self.size:
+            return projected.with_columns(last_start.alias(START))
+        spans = -(-self.size // self.slide)  # hopping windows a row can fall into
+        copies = [projected.with_columns((last_start - j * self.slide).alias(START))
+                  for j in range(spans)]
+        return pl.concat(copies, how="vertical").filter(pl.col(START) > time - self.size)
+
+    def _track_earliest(self, projected: pl.LazyFrame) -> None:
+        first = collect(projected.group_by(self.keys or pl.lit(0).alias("__all"))
+                        .agg(pl.col(TIME).min()))
+        if self.earliest is not None:
+            first = collect(pl.concat([self.earliest, first]).lazy()
+                            .group_by(first.columns[:-1]).agg(pl.col(TIME).min()))
+        self.earliest = first
+
+    def _absorb(self) -> pl.DataFrame:
+        """Merge the pending rows into the state (and distinct sets), making
+        the ready rows in the same Polars call; return the rows' own partials."""
+        rows = self._pending_frame()
+        self.pending, self.pending_rows, self.pending_end = [], 0, None
+        windowed = self._windowed(rows)
+        if self.calc.distinct:
+            windowed = collect(windowed, rows.height).lazy()
+            for slot, found in enumerate(self.calc.distinct_rows(windowed, self.group)):
+                self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], found])
+        partials = self.calc.partials_lazy(windowed, self.group)
+        if rows.height >= STREAMING_ROWS:  # the big aggregation on the streaming engine
+            partials = collect(partials, rows.height).lazy()
+        if self.state is None:
+            merged, wanted = partials, [partials]
+        else:
+            merged = self.calc.merge_lazy(pl.concat([self.state.lazy(), partials]), self.group)
+            wanted = [merged, partials]
+        if self.keeps_ready:
+            wanted.append(self._finals_lazy(merged, carry=[START]))
+        done = pl.collect_all(wanted, engine="in-memory")  # shared subplans run once
+        self.state = done[0]
+        self.state_end = self._earliest_end(self.state)
+        if self.keeps_ready:
+            self._make_ready(done[-1])
+        return done[0] if merged is partials else done[1]
+
+    # -- rows out ---------------------------------------------------------------
+    def _closes(self, watermark: int) -> bool:
+        if not self._advanced(watermark):
+            return False
+        ends = [e for e in (self.state_end, self.pending_end) if e is not None]
+        return bool(ends) and min(ends) <= watermark
+
+    def _emit_closed(self, watermark: int) -> pl.DataFrame | None:
+        """The view's rows of the windows the watermark closed; `settle` frees them."""
+        self.emitted_through = watermark
+        folds = self.pending_end is not None and self.pending_end <= watermark
+        if folds and (not self.can_fold or self.pending_rows > ABSORB_ROWS):
+            self._absorb()
+            folds = False
+        if folds:  # rows of closing windows are pending: merge them in, one Polars call
+            done = pl.col(START) + self.size <= watermark
+            closing = [] if self.state is None else [self.state.lazy().filter(done)]
+            rows = self._pending_frame()
+            closing.append(self.calc.row_partials(self._windowed(rows), self.group).filter(done))
+            self.ready_fresh = False  # the state misses those rows until settle() merges them
+            finals = self._finals(self.calc.merge_lazy(pl.concat(closing), self.group))
+        elif self.ready_fresh:
+            finals = self._ready_through(watermark)
+        elif self.state is not None:  # the state holds one row per group already
+            finals = self._finals(self.state.lazy().filter(pl.col(START) + self.size <= watermark))
+        else:
+            return None
+        if finals is not None:
+            self._keep(finals)
+        return finals
+
+    def _make_ready(self, rows: pl.DataFrame) -> None:
+        """Keep the ready rows (made with START last) and where each window's rows end."""
+        starts = rows.get_column(START).to_numpy()  # sorted; int64 without nulls: no copy
+        firsts = np.flatnonzero(np.diff(starts)) + 1
+        self.ready_bounds = [(int(starts[end - 1]), int(end))
+                             for end in (*firsts.tolist(), len(starts))] if len(starts) else []
+        self.ready = pl.DataFrame(rows.get_columns()[:-1])
+        self.ready_fresh = True
+
+    # The emitting path makes no Polars query (each costs ~70 us here even
+    # when eager): counting is a walk over a few window bounds, emitting a slice.
+    def _closed_count(self, watermark: int) -> int:
+        """How many leading ready rows belong to windows ending by ``watermark``."""
+        count = 0
+        for start, rows in self.ready_bounds:
+            if start + self.size > watermark:
+                break
+            count = rows
+        return count
+
+    def _ready_through(self, watermark: int) -> pl.DataFrame | None:
+        count = self._closed_count(watermark)
+        return None if self.ready is None or not count else self.ready.slice(0, count)
+
+    def _earliest_end(self, state: pl.DataFrame) -> int | None:
+        start = state.get_column(START).min()
+        return None if start is None else start + self.size  # type: ignore[operator]
+
+    def _update(self) -> pl.DataFrame | None:
+        """EMIT ON UPDATE: merge the pending rows at once; their groups' new values."""
+        before = self.state
+        partials = self._absorb()
+        assert self.state is not None
+        seen = mark_new(partials.select(self.group), before, self.group)
+        return self._finals(self.state.lazy().join(seen.lazy(), on=self.group, nulls_equal=True),
+                            carry=[OP])
+
+    def _open_rows(self) -> list[pl.DataFrame]:
+        if self.node.emit != "on_update" or self.state is None or not self.state.height:
+            return []
+        finals = self._finals(self.state.lazy())
+        return [] if finals is None else [finals]
+
+    def _finals_lazy(self, partials: pl.LazyFrame, carry: Sequence[str] = ()) -> pl.LazyFrame:
+        """The view's rows from merged partials, plus the ``carry`` columns of the partials."""
+        distinct = [d for d in self.distinct if d is not None]
+        keep = [c for c in carry if c not in self.group]
+        finals = self.calc.finalize(partials, self.group, distinct, keep)
+        if self.follow_first_row and self.earliest is not None:
+            finals = self._from_first_row(finals)
+        return self._finish_lazy(finals, pl.col(START) + self.size, carry)
+
+    def _finals(self, partials: pl.LazyFrame, carry: Sequence[str] = ()) -> pl.DataFrame | None:
+        out = collect(self._finals_lazy(partials, carry))
+        return out if out.height else None
+
+    def _from_first_row(self, finals: pl.LazyFrame) -> pl.LazyFrame:
+        assert self.earliest is not None
+        earliest = pl.col(TIME)
+        base = earliest // self.slide * self.slide + self.offset
+        behind = (base - earliest).clip(lower_bound=0)
+        first_start = (base - (behind + self.slide - 1) // self.slide * self.slide).alias("__first")
+        origins = self.earliest.lazy().select(*self.earliest.columns[:-1], first_start)
+        if self.keys:
+            finals = finals.join(origins, on=self.keys, how="left", nulls_equal=True)
+        else:
+            finals = finals.join(origins.drop("__all"), how="cross")
+        return finals.filter(pl.col(START) >= pl.col("__first")).drop("__first")
