@@ -122,6 +122,7 @@ class GridWindows(Windows):
         rows went out, which keeps the work off the closing row's path."""
         if self.emitted_through is None:
             return
+        super().settle()
         watermark, self.emitted_through = self.emitted_through, None
         if self.pending_end is not None and self.pending_end <= watermark:
             self._absorb()  # pending rows of closed windows were folded in; dropped below

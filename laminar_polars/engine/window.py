@@ -41,6 +41,7 @@ class Windows:
 
     def settle(self) -> None:
         """Tidy state after emitted rows went out (see `GridWindows.settle`)."""
+        self._compact_closed()
 
     def _open_rows(self) -> list[pl.DataFrame]:
         return []
@@ -48,8 +49,13 @@ class Windows:
     def _keep(self, finals: pl.DataFrame) -> None:
         # Rebinding (not mutating) the list keeps contents() safe to call from
         # another thread while the engine runs.
-        closed = [*self.closed, finals]
-        self.closed = [pl.concat(closed)] if len(closed) > 64 else closed
+        self.closed = [*self.closed, finals]
+
+    def _compact_closed(self) -> None:
+        """Concatenate the kept rows now and then; settle() calls this, after
+        the rows went out, since a concatenation of all rows so far is slow."""
+        if len(self.closed) > 64:
+            self.closed = [pl.concat(self.closed)]
 
     def _finish_lazy(
         self, finals: pl.LazyFrame, end: pl.Expr, extra: Sequence[str] = ()
