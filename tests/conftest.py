@@ -20,17 +20,21 @@ CREATE SOURCE trades (
 )"""
 
 
-# Every test runs with one of several absorb thresholds, chosen from its id, so
-# across the suite rows reach a closing window both ways: folded in from the
-# pending buffer, and already merged into the state.
-ABSORB_THRESHOLDS = (1, 2, 5, 64, grid.ABSORB_ROWS)
+# Every test runs with one of several (absorb, cap) thresholds for pending rows,
+# chosen from its id, so across the suite rows reach a closing window every way:
+# folded in from the pending buffer, merged just before the close, merged by
+# count, and merged at the cap regardless of a close.
+ABSORB_THRESHOLDS = ((1, 1), (2, grid.PENDING_CAP), (5, 3), (64, grid.PENDING_CAP),
+                     (grid.ABSORB_ROWS, 7), (grid.ABSORB_ROWS, grid.PENDING_CAP))
 
 
 @pytest.fixture(autouse=True)
-def absorb_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    rows = ABSORB_THRESHOLDS[zlib.crc32(request.node.nodeid.encode()) % len(ABSORB_THRESHOLDS)]
+def absorb_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    pick = zlib.crc32(request.node.nodeid.encode()) % len(ABSORB_THRESHOLDS)
+    rows, cap = ABSORB_THRESHOLDS[pick]
     monkeypatch.setattr(grid, "ABSORB_ROWS", rows)
-    return rows
+    monkeypatch.setattr(grid, "PENDING_CAP", cap)
+    return rows, cap
 
 
 @pytest.fixture

@@ -35,13 +35,15 @@ shape: (2, 3)
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import polars as pl
 
 from laminar_polars.plan import Agg
 
-__all__ = ["OP", "TIME", "Aggregates", "Output", "collect", "mark_new"]
+__all__ = ["OP", "TIME", "Aggregates", "Output", "Packing", "collect", "mark_new", "time_span"]
 
 OP = "__op"  # on rows emitted as upserts: 'insert' (a new group) or 'update'
 
@@ -78,6 +80,36 @@ def mark_new(groups: pl.DataFrame, state: pl.DataFrame | None, on: list[str]) ->
         pl.col(OP).fill_null("insert"))
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _micros(value: dt.datetime) -> int:
+    return (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) // _MICROSECOND
+
+
+def time_span(column: pl.Series) -> tuple[int, int] | None:
+    """The column's earliest and latest time in microseconds (floored), None
+    if it has no value. Series.min/max cost ~1 us; any Polars conversion of
+    the column first costs ~25 us, on every micro-batch."""
+    low, high = column.min(), column.max()
+    if low is None or high is None:
+        return None
+    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
+        return _micros(low), _micros(high)
+    micros = column.dt.epoch("us")
+    return micros.min(), micros.max()  # type: ignore[return-value]
+
+
+class Packing(NamedTuple):
+    """How event order is packed into ORDER for one batch:
+    ``(time - low) << shift | position``."""
+
+    low: int
+    shift: int
+
+
 def _input(index: int) -> str:
     return f"__in{index}"
 
@@ -111,40 +143,53 @@ class Aggregates:
             self.column_of.append(same)
 
     # -- per micro-batch -------------------------------------------------------
-    def project(
-        self, rows: pl.LazyFrame, group: Sequence[str], batch: pl.DataFrame | None = None
-    ) -> pl.LazyFrame:
-        """Group columns, event time as integer microseconds, aggregate inputs.
+    def packing(self, batch: pl.DataFrame) -> Packing | None:
+        """How to pack the event order of ``batch``, if any aggregate needs it
+        and the batch's time span fits: then first/last take Polars' fast
+        ``min_by``/``max_by`` over one integer column."""
+        if not self.event_order or self.time_column is None or not batch.height:
+            return None
+        span = time_span(batch.get_column(self.time_column))
+        shift = batch.height.bit_length()
+        if span is None or (span[1] - span[0]) >> (63 - shift):
+            return None
+        return Packing(span[0], shift)
 
-        Given the eager ``batch``, event order is packed into one integer
-        column when the batch's time span allows, which lets first/last use
-        Polars' fast ``min_by``/``max_by``.
-        """
+    def project(
+        self, rows: pl.LazyFrame, group: Sequence[str], packing: Packing | None = None
+    ) -> pl.LazyFrame:
+        """Group columns, event time as integer microseconds (and, with a
+        ``packing``, event order as ORDER), one column per distinct aggregate input."""
         columns: list[pl.Expr] = [pl.col(g) for g in group]
         if self.time_column is not None:
             time = pl.col(self.time_column).dt.epoch("us")
             columns.append(time.alias(TIME))
-            if self.event_order and batch is not None and batch.height:
-                times = batch.get_column(self.time_column).dt.epoch("us")
-                low, high = times.min(), times.max()
-                shift = batch.height.bit_length()
-                if low is not None and (high - low) >> (63 - shift) == 0:  # type: ignore[operator]
-                    # with_row_index is a cheap source of positions; int_range is not
-                    rows = rows.with_row_index(_POSITION)
-                    order = (time - low) * (1 << shift) + pl.col(_POSITION).cast(pl.Int64)
-                    columns.append(order.alias(ORDER))
+            if packing is not None:
+                # with_row_index is a cheap source of positions; int_range is not
+                rows = rows.with_row_index(_POSITION)
+                order = ((time - packing.low) * (1 << packing.shift)
+                         + pl.col(_POSITION).cast(pl.Int64))
+                columns.append(order.alias(ORDER))
         columns += [expr.alias(name) for expr, name in self.inputs]
         return rows.select(columns)
 
     def partials(
-        self, projected: pl.LazyFrame, group: Sequence[str], rows: int = 0
+        self, projected: pl.LazyFrame, group: Sequence[str], rows: int = 0,
+        packing: Packing | None = None,
     ) -> pl.DataFrame:
         """One partial row per group of ``rows`` projected rows."""
-        return collect(self.partials_lazy(projected, group), rows)
+        return collect(self.partials_lazy(projected, group, packing), rows)
 
-    def partials_lazy(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
-        packed = self.event_order and ORDER in projected.collect_schema()
-        return projected.group_by(group).agg(self._partial_exprs(packed))
+    def partials_lazy(
+        self, projected: pl.LazyFrame, group: Sequence[str], packing: Packing | None = None
+    ) -> pl.LazyFrame:
+        partials = projected.group_by(group).agg(self._partial_exprs(packing is not None))
+        if packing is None:
+            return partials
+        # First/last took the extreme ORDER; their event time is its high bits.
+        times = [(pl.col(f"{a.name}#t") // (1 << packing.shift) + packing.low).alias(f"{a.name}#t")
+                 for a in self.aggs if a.func in ("first", "last") and a.order == "event"]
+        return partials.with_columns(times)
 
     def row_partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         """Each projected row as a partial of its own, laid out like `partials`
@@ -249,7 +294,7 @@ class Aggregates:
                 exprs.append(getattr(value, agg.func)().alias(name))
             elif packed:  # event order packed with arrival: one fast pass
                 pick = value.min_by(order) if agg.func == "first" else value.max_by(order)
-                when = time.min() if agg.func == "first" else time.max()
+                when = order.min() if agg.func == "first" else order.max()  # see partials_lazy
                 exprs += [pick.alias(name), when.alias(f"{name}#t")]
             elif agg.func == "first":  # earliest event time; ties: earliest arrival
                 exprs += [value.get(time.arg_min()).alias(name), time.min().alias(f"{name}#t")]

@@ -18,7 +18,6 @@ close otherwise (see `GridWindows._should_absorb`).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,8 +29,10 @@ from laminar_polars.engine.aggregates import (
     STREAMING_ROWS,
     TIME,
     Output,
+    Packing,
     collect,
     mark_new,
+    time_span,
 )
 from laminar_polars.engine.window import START, Windows
 from laminar_polars.plan import WindowAgg
@@ -43,26 +44,6 @@ __all__ = ["ABSORB_ROWS", "GridWindows"]
 ABSORB_ROWS = 1 << 12
 # ... and always once this many wait, close or not, to bound memory.
 PENDING_CAP = 1 << 16
-
-_EPOCH = dt.datetime(1970, 1, 1)
-_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MICROSECOND = dt.timedelta(microseconds=1)
-
-
-def _micros(value: dt.datetime) -> int:
-    return (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) // _MICROSECOND
-
-
-def _time_span(column: pl.Series) -> tuple[int, int]:
-    """The column's earliest and latest time in microseconds (floored).
-    Series.min/max cost ~1 us; any Polars conversion of the column first
-    costs ~25 us, on every micro-batch."""
-    low, high = column.min(), column.max()
-    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
-        return _micros(low), _micros(high)
-    micros = column.dt.epoch("us")
-    return micros.min(), micros.max()  # type: ignore[return-value]
-
 
 class GridWindows(Windows):
     """Tumbling and hopping windows over partial aggregates."""
@@ -141,7 +122,9 @@ class GridWindows(Windows):
     def _hold(self, frame: pl.DataFrame) -> None:
         self.pending.append(frame)
         self.pending_rows += frame.height
-        low, high = _time_span(frame.get_column(self.calc.time_column))  # type: ignore[arg-type]
+        span = time_span(frame.get_column(self.calc.time_column))  # type: ignore[arg-type]
+        assert span is not None, "event times are never null"
+        low, high = span
         end = self._first_end(low)
         self.pending_end = end if self.pending_end is None else min(self.pending_end, end)
         self.frontier = max(self.frontier, high)
@@ -180,9 +163,9 @@ class GridWindows(Windows):
             self.pending = [pl.concat(self.pending)]
         return self.pending[0]
 
-    def _windowed(self, rows: pl.DataFrame) -> pl.LazyFrame:
+    def _windowed(self, rows: pl.DataFrame, packing: Packing | None = None) -> pl.LazyFrame:
         """Projected rows, one copy per window they fall into."""
-        projected = self.calc.project(rows.lazy(), self.keys, rows)
+        projected = self.calc.project(rows.lazy(), self.keys, packing)
         if self.follow_first_row:
             self._track_earliest(projected)
         time = pl.col(TIME)
@@ -207,12 +190,13 @@ class GridWindows(Windows):
         the ready rows in the same Polars call; return the rows' own partials."""
         rows = self._pending_frame()
         self.pending, self.pending_rows, self.pending_end = [], 0, None
-        windowed = self._windowed(rows)
+        packing = self.calc.packing(rows)
+        windowed = self._windowed(rows, packing)
         if self.calc.distinct:
             windowed = collect(windowed, rows.height).lazy()
             for slot, found in enumerate(self.calc.distinct_rows(windowed, self.group)):
                 self.distinct[slot] = self.calc.merge_distinct([self.distinct[slot], found])
-        partials = self.calc.partials_lazy(windowed, self.group)
+        partials = self.calc.partials_lazy(windowed, self.group, packing)
         if rows.height >= STREAMING_ROWS:  # the big aggregation on the streaming engine
             partials = collect(partials, rows.height).lazy()
         if self.state is None:

@@ -38,8 +38,9 @@ class KeyedAggregate:
         if not frame.height:
             return None
         rows = frame.lazy() if self.keys else frame.lazy().with_columns(pl.lit(True).alias(ALL))
-        projected = collect(self.calc.project(rows, self.group, frame))
-        partials = self.calc.partials(projected.lazy(), self.group)
+        packing = self.calc.packing(frame)
+        projected = collect(self.calc.project(rows, self.group, packing))
+        partials = self.calc.partials(projected.lazy(), self.group, packing=packing)
         seen = mark_new(partials.select(self.group), self.state, self.group)
         self.state = self.calc.merge([self.state, partials], self.group)
         for slot, found in enumerate(self.calc.distinct_rows(projected.lazy(), self.group)):
