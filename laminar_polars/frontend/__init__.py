@@ -1,8 +1,8 @@
 """The Polars front end: a user's LazyFrame becomes a logical plan.
 
 ``db.stream(name)`` hands out `stream` placeholders; ``db.create_materialized_view``
-calls `plan_lazyframe`. `polars_ir` holds every access to Polars internals;
-`translate` holds the meaning.
+calls `plan_lazyframe`. `polars_ir` (with `ir_expressions` and `ir_functions`)
+holds every access to Polars internals; `translate` holds the meaning.
 
 >>> import polars as pl
 >>> from laminar_polars.plan import Scan, RowMap

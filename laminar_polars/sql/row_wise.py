@@ -1,0 +1,96 @@
+"""The row-wise parts of a SELECT plan: the select list, conditions, row steps.
+
+A row-wise SELECT (`laminar_polars.sql.select`) is planned from these alone; an
+aggregating one (`laminar_polars.sql.aggregation`) uses them for its input
+(WHERE) and its outputs (the select list, HAVING). They sit below both modules
+so that the two need not import each other. The naming rules for output
+columns are in `laminar_polars.sql.select`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from sqlglot import exp
+
+from laminar_polars.errors import CatalogError, PlanError
+from laminar_polars.plan import Node, RowMap, Step
+from laminar_polars.sql.expressions import Translator, function_name, node_text
+
+__all__ = ["add_row_steps", "condition", "output_columns", "output_names", "select_items"]
+
+
+def select_items(
+    query: exp.Select, schema: pl.Schema, qualifiers: frozenset[str]
+) -> list[tuple[exp.Expression, str | None]]:
+    """(expression, explicit alias) per output column; ``*`` and ``t.*`` expanded."""
+    items: list[tuple[exp.Expression, str | None]] = []
+    for item in query.expressions:
+        star = isinstance(item, exp.Star) or (
+            isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
+        )
+        if star:
+            table = item.table if isinstance(item, exp.Column) else ""
+            if table and table not in qualifiers:
+                raise CatalogError(f"unknown table {table!r} in {node_text(item)}")
+            items += [(exp.column(name, quoted=True), None) for name in schema]
+        elif isinstance(item, exp.Alias):
+            items.append((item.this, item.alias))
+        else:
+            items.append((item, None))
+    return items
+
+
+def output_names(items: list[tuple[exp.Expression, str | None]]) -> list[str]:
+    """The output column name of each item (the rules: `laminar_polars.sql.select`)."""
+    explicit = [alias for _, alias in items if alias]
+    for alias in explicit:
+        if explicit.count(alias) > 1:
+            raise PlanError(f"output column name {alias!r} is given twice")
+    taken, names = set(explicit), []
+    for position, (node, alias) in enumerate(items, 1):
+        if alias:
+            names.append(alias)
+            continue
+        base = _derived_name(node) or f"_col{position}"
+        name, suffix = base, 0
+        while name in taken:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _derived_name(node: exp.Expression) -> str | None:
+    while isinstance(node, (exp.Paren, exp.Cast)):
+        node = node.this
+    if isinstance(node, exp.Column):
+        return node.name
+    if isinstance(node, (exp.Func, exp.Case)):
+        return function_name(node)
+    return None
+
+
+def output_columns(exprs: list[pl.Expr]) -> tuple[pl.Expr, ...]:
+    """A select of constants alone would give one row: repeat them once per row."""
+    if any(e.meta.root_names() for e in exprs):
+        return tuple(exprs)
+    return tuple(pl.repeat(e, pl.len()).alias(e.meta.output_name()) for e in exprs)
+
+
+def add_row_steps(node: Node, steps: list[Step]) -> Node:
+    """``node`` followed by the row-wise ``steps`` (``node`` itself if there are none)."""
+    if not steps:
+        return node
+    if isinstance(node, RowMap):  # a row-wise subquery: one RowMap
+        return RowMap(node.input, (*node.steps, *steps))
+    return RowMap(node, tuple(steps))
+
+
+def condition(scope: Translator, node: exp.Expression, clause: str) -> pl.Expr:
+    """``node`` as a boolean expression; ``clause`` (WHERE, HAVING) names it in errors."""
+    predicate = scope(node)
+    dtype = scope.dtype(predicate)
+    if dtype is not None and dtype != pl.Boolean:
+        raise PlanError(f"{clause} needs a boolean condition, got {dtype}: {node_text(node)}")
+    return predicate
