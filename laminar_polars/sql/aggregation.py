@@ -25,8 +25,9 @@ from laminar_polars.plan import (
     WindowAgg,
     WindowSpec,
 )
-from laminar_polars.sql.expressions import Translator, function_name, interval_us, node_text
+from laminar_polars.sql.expressions import Translator, function_name
 from laminar_polars.sql.row_wise import add_row_steps, condition, output_columns, output_names
+from laminar_polars.sql.semantics import interval_us, node_text
 
 __all__ = ["Aggregation"]
 

@@ -4,7 +4,8 @@ One walk, in :class:`Translator`, turns a sqlglot expression into a ``pl.Expr``
 over the columns of a schema; no SQL text is ever handed to Polars. The caller
 may pass a ``hook`` that is asked first about every node: the SELECT planner
 uses it to replace aggregates, window calls and GROUP BY expressions by
-columns of an aggregate's internal frame.
+columns of an aggregate's internal frame. What each constant, operator and
+function means on its own is in `laminar_polars.sql.semantics`.
 
 Semantics follow Polars SQL (SPEC §3): ``/`` is true division (``7 / 2`` is
 ``3.5``; dividing by zero gives ``inf``/``NaN``); ``%`` is SQL's truncated
@@ -25,59 +26,32 @@ as a timestamp or date.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Callable
 
 import polars as pl
 from sqlglot import exp
 
-from laminar_polars.catalog import ColumnType
-from laminar_polars.config import parse_duration
-from laminar_polars.errors import CatalogError, ConfigError, PlanError, SchemaError
+from laminar_polars.errors import CatalogError, PlanError
+from laminar_polars.sql.semantics import (
+    ARITHMETIC,
+    COMPARISONS,
+    NUMERIC_FUNCTIONS,
+    STRING_FUNCTIONS,
+    cast_type,
+    int_literal,
+    interval_us,
+    is_string_literal,
+    literal_value,
+    node_text,
+    parse_date,
+    parse_timestamp,
+    sql_like,
+    temporal_literal,
+)
 
-__all__ = ["Hook", "Translator", "function_name", "interval_us", "node_text"]
+__all__ = ["Hook", "Translator", "function_name"]
 
 Hook = Callable[[exp.Expression], "pl.Expr | None"]
-
-# sqlglot type names that differ from the names ColumnType.from_sql knows.
-_SQLGLOT_TYPES = {"FLOAT": "REAL", "TEXT": "TEXT", "DOUBLE": "DOUBLE"}
-
-_COMPARISONS: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
-    exp.EQ: lambda a, b: a == b,
-    exp.NEQ: lambda a, b: a != b,
-    exp.GT: lambda a, b: a > b,
-    exp.GTE: lambda a, b: a >= b,
-    exp.LT: lambda a, b: a < b,
-    exp.LTE: lambda a, b: a <= b,
-    exp.NullSafeEQ: lambda a, b: a.eq_missing(b),
-    exp.NullSafeNEQ: lambda a, b: a.ne_missing(b),
-}
-_ARITHMETIC: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
-    exp.Add: lambda a, b: a + b,
-    exp.Sub: lambda a, b: a - b,
-    exp.Mul: lambda a, b: a * b,
-    exp.Div: lambda a, b: a / b,
-    exp.Mod: lambda a, b: _sql_remainder(a, b),
-}
-_STRING_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
-    exp.Upper: lambda e: e.str.to_uppercase(),
-    exp.Lower: lambda e: e.str.to_lowercase(),
-    exp.Length: lambda e: e.str.len_chars(),
-}
-_NUMERIC_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
-    exp.Abs: lambda e: e.abs(),
-    exp.Floor: lambda e: e.floor(),
-    exp.Ceil: lambda e: e.ceil(),
-}
-
-
-def node_text(node: exp.Expression) -> str:
-    """The SQL text of ``node``, for messages."""
-    from laminar_polars.sql.dialect import Laminar
-
-    text = node.sql(dialect=Laminar)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def function_name(node: exp.Expression) -> str:
@@ -87,29 +61,6 @@ def function_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Func):
         return node.sql_name().lower()
     return node.key.lower()
-
-
-def interval_us(node: exp.Expression) -> int:
-    """``INTERVAL '1' MINUTE``, ``INTERVAL '500ms'``, ``'10 seconds'`` → microseconds.
-
-    >>> import sqlglot, laminar_polars.sql
-    >>> interval_us(sqlglot.parse_one("INTERVAL '100' MILLISECOND", read="laminar"))
-    100000
-    """
-    if isinstance(node, exp.Interval):
-        unit = node.args.get("unit")
-        if unit is not None and not isinstance(unit, exp.Var):
-            raise PlanError(f"unsupported interval {node_text(node)}")
-        text = f"{node.this.name} {unit.name}" if unit is not None else node.this.name
-    elif isinstance(node, exp.Literal) and node.is_string:
-        text = node.this
-    else:
-        raise PlanError(f"expected an INTERVAL, got {node_text(node)}")
-    try:
-        delta = parse_duration(text, what="INTERVAL")
-    except ConfigError as error:
-        raise PlanError(f"{error} (months and years are not fixed durations)") from None
-    return delta // dt.timedelta(microseconds=1)
 
 
 class Translator:
@@ -186,16 +137,16 @@ class Translator:
                 raise PlanError(f"* is not allowed in {self.clause}")
             return pl.col(self.column_name(node))
         if isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
-            return pl.lit(_literal(node))
+            return pl.lit(literal_value(node))
         if isinstance(node, exp.Neg):
             if isinstance(node.this, exp.Literal) and not node.this.is_string:
-                return pl.lit(-_literal(node.this))  # type: ignore[operator]
+                return pl.lit(-literal_value(node.this))  # type: ignore[operator]
             return -self(node.this)
-        if kind in _ARITHMETIC:
-            return _ARITHMETIC[kind](self(node.this), self(node.expression))
-        if kind in _COMPARISONS:
+        if kind in ARITHMETIC:
+            return ARITHMETIC[kind](self(node.this), self(node.expression))
+        if kind in COMPARISONS:
             left, right = self._comparable(node.this, node.expression)
-            return _COMPARISONS[kind](left, right)
+            return COMPARISONS[kind](left, right)
         if isinstance(node, exp.And):
             return self(node.this) & self(node.expression)
         if isinstance(node, exp.Or):
@@ -224,12 +175,12 @@ class Translator:
             return pl.duration(microseconds=interval_us(node))
         if isinstance(node, exp.Coalesce):
             return pl.coalesce([self(node.this), *map(self, node.expressions)])
-        if kind in _STRING_FUNCTIONS:
-            return _STRING_FUNCTIONS[kind](self(node.this))
-        if kind in _NUMERIC_FUNCTIONS:
-            return _NUMERIC_FUNCTIONS[kind](self(node.this))
+        if kind in STRING_FUNCTIONS:
+            return STRING_FUNCTIONS[kind](self(node.this))
+        if kind in NUMERIC_FUNCTIONS:
+            return NUMERIC_FUNCTIONS[kind](self(node.this))
         if isinstance(node, exp.Round):
-            return self(node.this).round(_int_literal(node.args.get("decimals"), "ROUND's digits"))
+            return self(node.this).round(int_literal(node.args.get("decimals"), "ROUND's digits"))
         if isinstance(node, exp.DPipe):
             return pl.concat_str([self(node.this), self(node.expression)])
         return self._refuse(node)
@@ -259,19 +210,11 @@ class Translator:
     def _comparable(self, left: exp.Expression, right: exp.Expression) -> tuple[pl.Expr, pl.Expr]:
         """Both sides; a string literal facing a TIMESTAMP/DATE side becomes one."""
         a, b = self(left), self(right)
-        if _is_string_literal(right):
-            b = _first(self._temporal_literal(right, self.dtype(a)), b)
-        elif _is_string_literal(left):
-            a = _first(self._temporal_literal(left, self.dtype(b)), a)
+        if is_string_literal(right):
+            b = _first(temporal_literal(right, self.dtype(a)), b)
+        elif is_string_literal(left):
+            a = _first(temporal_literal(left, self.dtype(b)), a)
         return a, b
-
-    @staticmethod
-    def _temporal_literal(node: exp.Expression, dtype: pl.DataType | None) -> pl.Expr | None:
-        if isinstance(dtype, pl.Datetime):
-            return pl.lit(_timestamp(node.name), dtype=pl.Datetime("us"))
-        if isinstance(dtype, pl.Date):
-            return pl.lit(_date(node.name), dtype=pl.Date())
-        return None
 
     def _is(self, node: exp.Is) -> pl.Expr:
         value, test = self(node.this), node.expression
@@ -288,9 +231,9 @@ class Translator:
         if not items:
             raise PlanError(f"IN needs a list of values: {node_text(node)}")
         if all(isinstance(i, exp.Literal) for i in items) and not any(
-            _is_string_literal(i) for i in items
+            is_string_literal(i) for i in items
         ):
-            return self(node.this).is_in([_literal(i) for i in items])
+            return self(node.this).is_in([literal_value(i) for i in items])
         tests = [a == b for a, b in (self._comparable(node.this, i) for i in items)]
         result = tests[0]
         for test in tests[1:]:
@@ -299,10 +242,10 @@ class Translator:
 
     def _like(self, node: exp.Like | exp.ILike) -> pl.Expr:
         pattern = node.expression
-        if not _is_string_literal(pattern):
+        if not is_string_literal(pattern):
             raise PlanError(f"LIKE needs a string literal pattern: {node_text(node)}")
         value = self(node.this)
-        result = _like(value, pattern.name, isinstance(node, exp.ILike))
+        result = sql_like(value, pattern.name, isinstance(node, exp.ILike))
         return ~result if node.args.get("negate") else result
 
     def _case(self, node: exp.Case) -> pl.Expr:
@@ -322,13 +265,13 @@ class Translator:
         return chain.otherwise(self(default) if default is not None else pl.lit(None))  # type: ignore[attr-defined]
 
     def _cast(self, node: exp.Cast) -> pl.Expr:
-        target = _cast_type(node)
+        target = cast_type(node)
         strict = not isinstance(node, exp.TryCast)
         inner = node.this
-        if _is_string_literal(inner) and isinstance(target, (pl.Datetime, pl.Date)):
+        if is_string_literal(inner) and isinstance(target, (pl.Datetime, pl.Date)):
             if isinstance(target, pl.Datetime):
-                return pl.lit(_timestamp(inner.name), dtype=target)
-            return pl.lit(_date(inner.name), dtype=target)
+                return pl.lit(parse_timestamp(inner.name), dtype=target)
+            return pl.lit(parse_date(inner.name), dtype=target)
         value = self(inner)
         if isinstance(target, (pl.Datetime, pl.Date)) and self.dtype(value) == pl.String:
             # Polars 2 casts strings to temporals only through str.to_*.
@@ -338,89 +281,5 @@ class Translator:
         return value.cast(target, strict=strict)
 
 
-def _cast_type(node: exp.Cast) -> pl.DataType:
-    to = node.args["to"]
-    if to.this == exp.DType.USERDEFINED and to.args.get("kind") is not None:
-        name = to.args["kind"].name
-    else:
-        name = to.this.name
-    try:
-        return ColumnType.from_sql(_SQLGLOT_TYPES.get(name, name)).polars
-    except SchemaError as error:
-        raise PlanError(f"unsupported type in {node_text(node)}: {error}") from None
-
-
 def _first(expr: pl.Expr | None, default: pl.Expr) -> pl.Expr:
     return default if expr is None else expr
-
-
-def _is_string_literal(node: exp.Expression) -> bool:
-    return isinstance(node, exp.Literal) and node.is_string
-
-
-def _literal(node: exp.Expression) -> object:
-    if isinstance(node, exp.Null):
-        return None
-    if isinstance(node, exp.Boolean):
-        return bool(node.this)
-    assert isinstance(node, exp.Literal)
-    if node.is_string:
-        return node.this
-    text = str(node.this)
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
-
-def _int_literal(node: exp.Expression | None, what: str) -> int:
-    if node is None:
-        return 0
-    value = _literal(node) if isinstance(node, exp.Literal) else None
-    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-        value = _literal(node.this)
-        value = -value if isinstance(value, int) else None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise PlanError(f"{what} must be an integer literal, got {node_text(node)}")
-    return value
-
-
-def _timestamp(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise PlanError(f"cannot read {text!r} as a TIMESTAMP") from None
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise PlanError(f"cannot read {text!r} as a DATE") from None
-
-
-def _sql_remainder(a: pl.Expr, b: pl.Expr) -> pl.Expr:
-    """SQL's ``%``: the remainder takes the dividend's sign (Polars' ``%`` the divisor's)."""
-    floor = a % b
-    return pl.when((floor != 0) & ((floor < 0) != (a < 0))).then(floor - b).otherwise(floor)
-
-
-def _like(value: pl.Expr, pattern: str, ignore_case: bool) -> pl.Expr:
-    """SQL LIKE: ``%`` any run, ``_`` one character; the whole string must match."""
-    if not ignore_case and "_" not in pattern:
-        parts = pattern.split("%")
-        if len(parts) == 1:
-            return value == pattern
-        if len(parts) == 2 and not parts[1]:  # 'abc%'
-            return value.str.starts_with(parts[0])
-        if len(parts) == 2 and not parts[0]:  # '%abc'
-            return value.str.ends_with(parts[1])
-        if len(parts) == 3 and not parts[0] and not parts[2]:  # '%abc%'
-            return value.str.contains(parts[1], literal=True)
-    regex = "".join(
-        ".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern
-    )
-    return value.str.contains(f"(?s{'i' if ignore_case else ''})^{regex}$")

@@ -14,7 +14,8 @@ from sqlglot import exp
 
 from laminar_polars.errors import CatalogError, PlanError
 from laminar_polars.plan import Node, RowMap, Step
-from laminar_polars.sql.expressions import Translator, function_name, node_text
+from laminar_polars.sql.expressions import Translator, function_name
+from laminar_polars.sql.semantics import node_text
 
 __all__ = ["add_row_steps", "condition", "output_columns", "output_names", "select_items"]
 

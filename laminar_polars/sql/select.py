@@ -61,7 +61,7 @@ from sqlglot import exp
 from laminar_polars.errors import PlanError
 from laminar_polars.plan import Node, RowMap, Scan, Step, apply_steps, explain
 from laminar_polars.sql.aggregation import Aggregation
-from laminar_polars.sql.expressions import Translator, node_text
+from laminar_polars.sql.expressions import Translator
 from laminar_polars.sql.row_wise import (
     add_row_steps,
     condition,
@@ -69,6 +69,7 @@ from laminar_polars.sql.row_wise import (
     output_names,
     select_items,
 )
+from laminar_polars.sql.semantics import node_text
 
 __all__ = ["explain_select", "plan_select"]
 
