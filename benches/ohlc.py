@@ -35,7 +35,8 @@ are not counted.
 Memory: 1 M and 10 M trades through (b) in child processes that generate each
 batch on the fly (input memory is constant), reporting the child's peak RSS
 (``VmHWM``, else ``resource.getrusage``) and the view's largest ``state_rows``
-seen in metrics.
+(merged partials: one per key and open window) and ``pending_rows`` (input rows
+taken but not merged yet, at most one micro-batch beyond the cap) seen in metrics.
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ def peak_rss_mib(field: str = "VmHWM") -> float:
 def memory_child(n_rows: int) -> None:
     db, src, reader = open_db()
     baseline = peak_rss_mib()
-    state_rows = 0
+    state_rows = pending_rows = 0
     rss = []  # current RSS after every tenth of the run
     n_batches = -(-n_rows // BATCH)  # ceiling division
     every = max(1, -(-n_batches // 10))
@@ -314,6 +315,7 @@ def memory_child(n_rows: int) -> None:
         src.push_arrow(to_arrow(trades(first, min(BATCH, n_rows - first))))
         view = db.metrics().get("views", {}).get("ohlc_1min", {})
         state_rows = max(state_rows, view.get("state_rows") or 0)
+        pending_rows = max(pending_rows, view.get("pending_rows") or 0)
         if (k + 1) % every == 0:
             rss.append(round(peak_rss_mib("VmRSS")))
     src.close()
@@ -323,7 +325,8 @@ def memory_child(n_rows: int) -> None:
         "rows": n_rows, "bars": sum(f.height for _, f in reader.frames),
         "rss at start MiB": baseline,
         "peak rss MiB": peak_rss_mib(),
-        "max state_rows": state_rows, "rss MiB over the run": rss,
+        "max state_rows": state_rows, "max pending_rows": pending_rows,
+        "rss MiB over the run": rss,
     }))
 
 
@@ -410,7 +413,8 @@ def main() -> None:
             mem.append(m)
             print(f"  {m['rows']:>12,} trades: peak RSS {m['peak rss MiB']:8.1f} MiB "
                   f"(after open + start, before any push: {m['rss at start MiB']:.1f} MiB), "
-                  f"max state_rows {m['max state_rows']:,}, bars {m['bars']:,}")
+                  f"max state_rows {m['max state_rows']:,}, max pending_rows "
+                  f"{m['max pending_rows']:,}, bars {m['bars']:,}")
             print(f"  {'':>12}  current RSS (MiB) after each tenth: {m['rss MiB over the run']}")
 
     bars = {}

@@ -509,7 +509,7 @@ class LaminarDB:
                 },
                 "views": {
                     name: {"rows_in": view.rows_in, "rows_out": view.rows_out,
-                           "state_rows": view.state_rows,
+                           "state_rows": view.state_rows, "pending_rows": view.pending_rows,
                            "watermark": _watermark_value(view.watermark)}
                     for name, view in self._views.items()
                 },

@@ -79,7 +79,7 @@ class GridWindows(Windows):
 
     @property
     def state_rows(self) -> int:
-        return (0 if self.state is None else self.state.height) + self.pending_rows
+        return 0 if self.state is None else self.state.height
 
     def process(self, frame: pl.DataFrame, watermark: int) -> pl.DataFrame | None:
         """Take one micro-batch; return the view's rows to emit, if any."""
@@ -189,7 +189,7 @@ class GridWindows(Windows):
         """Merge the pending rows into the state (and distinct sets), making
         the ready rows in the same Polars call; return the rows' own partials."""
         rows = self._pending_frame()
-        self.pending, self.pending_rows, self.pending_end = [], 0, None
+        self.pending, self.pending_end = [], None  # pending_rows drops once they are merged
         packing = self.calc.packing(rows)
         windowed = self._windowed(rows, packing)
         if self.calc.distinct:
@@ -207,7 +207,7 @@ class GridWindows(Windows):
         if self.keeps_ready:
             wanted.append(self._finals_lazy(merged, carry=[START]))
         done = pl.collect_all(wanted, engine="in-memory")  # shared subplans run once
-        self.state = done[0]
+        self.state, self.pending_rows = done[0], 0
         self.state_end = self._earliest_end(self.state)
         if self.keeps_ready:
             self._make_ready(done[-1])

@@ -18,6 +18,7 @@ ALL = "__all"  # the one group of an aggregate without GROUP BY
 
 
 class KeyedAggregate:
+    pending_rows = 0  # every batch goes straight into the state
     def __init__(self, node: KeyedAgg, output: Output) -> None:
         self.node = node
         self.output = output

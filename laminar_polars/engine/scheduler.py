@@ -20,6 +20,7 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.config import WaitStrategy
+from laminar_polars.io.source import strings_as_views
 
 __all__ = ["Consumer", "Scheduler", "frame_of"]
 
@@ -38,7 +39,7 @@ def frame_of(segments: list[Any], schema: pl.Schema) -> pl.DataFrame:
     """One frame from the segments a ring hands out, in order."""
     frames = [
         pl.DataFrame(segment) if isinstance(segment, _native.ArrowChunk)
-        else pl.from_arrow(segment)  # pa.Table queued by push_arrow
+        else pl.from_arrow(strings_as_views(segment))  # pa.Table queued by push_arrow
         for segment in segments
     ]
     frames = [f if f.schema == schema else f.cast(dict(schema)) for f in frames]  # type: ignore[union-attr]

@@ -128,8 +128,13 @@ class ViewRuntime:
     def state_rows(self) -> int:
         return sum(s.operator.state_rows for s in self.stages if isinstance(s, _AggregateStage))
 
+    @property
+    def pending_rows(self) -> int:
+        """Input rows taken but not merged into the state yet."""
+        return sum(s.operator.pending_rows for s in self.stages if isinstance(s, _AggregateStage))
+
     def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
-        self.rows_in += frame.height
+        taken = frame.height
         for stage in self.stages:
             frame, watermark = stage.run(frame, watermark)
         self.watermark = watermark
@@ -142,6 +147,7 @@ class ViewRuntime:
         for stage in self.stages:  # rows are out; now free what they came from
             if isinstance(stage, _AggregateStage):
                 stage.operator.settle()
+        self.rows_in += taken  # last: a reader of metrics sees the batch fully done
 
     def on_end(self) -> None:
         for reader in list(self.readers):

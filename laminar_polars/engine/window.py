@@ -25,6 +25,8 @@ class Windows:
     micro-batch and returns the view's rows to emit, if any; ``settle()``
     tidies state once those rows went out; ``contents()`` is every row so far."""
 
+    pending_rows = 0  # input rows held before they reach the state
+
     def __init__(self, node: WindowAgg, output: Output) -> None:
         self.node = node
         self.output = output

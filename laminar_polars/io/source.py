@@ -37,7 +37,7 @@ from laminar_polars import _native
 from laminar_polars.catalog import ColumnType, SourceDef
 from laminar_polars.errors import Closed, Full, SchemaError
 
-__all__ = ["Source"]
+__all__ = ["Source", "strings_as_views"]
 
 _ARROW_TYPE = {
     ColumnType.STRING: pa.string(),
@@ -65,9 +65,10 @@ _PYTHON_TYPE = {
 _native.set_errors(SchemaError, Full, Closed)
 
 
-def _strings_as_views(table: pa.Table) -> pa.Table:
+def strings_as_views(table: pa.Table) -> pa.Table:
     """String columns as Arrow string_view, which Polars imports without a
-    copy: the conversion runs on the pushing thread instead of the engine's."""
+    copy. Converting first (pyarrow, ~2 ns a row) and importing beats letting
+    Polars import UTF-8 (~5 ns a row, it copies every string)."""
     for i, field in enumerate(table.schema):
         if not pa.types.is_string_view(field.type) and _is_string(field.type):
             table = table.set_column(i, field.name, table.column(i).cast(pa.string_view()))
@@ -153,7 +154,6 @@ class Source(_native.Producer):
         table, max_event_time = self._drop_late(table)
         if table.num_rows == 0:
             return
-        table = _strings_as_views(table)
         if not self.ring.enqueue_batch(table, table.num_rows, max_event_time, wait):
             rows = table.num_rows
             self.ring.count_rejected(rows)

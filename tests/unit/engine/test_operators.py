@@ -224,3 +224,33 @@ def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
         {"symbol": "A", "we": dt.datetime(1970, 1, 1, 0, 0, 1), "high": 3.0, "trades": 2},
         {"symbol": "B", "we": dt.datetime(1970, 1, 1, 0, 0, 1), "high": 5.0, "trades": 1},
     ]
+
+
+def test_metrics_tell_pending_rows_from_merged_state(monkeypatch):
+    """pending_rows: input rows held before a merge; state_rows: merged partials,
+    one per key and open window. A close frees both for the windows it emitted."""
+    from laminar_polars.engine import grid
+
+    monkeypatch.setattr(grid, "ABSORB_ROWS", 1_000)
+    monkeypatch.setattr(grid, "PENDING_CAP", 1_000)
+    with lp.open() as db:
+        db.execute(TRADES_DDL)
+        spec = WindowSpec("tumble", 1_000_000, 1_000_000)
+        aggs = (Agg("trades", "count_star"),)
+        out = (pl.col("symbol"), pl.col(WINDOW_START).alias("ws"), pl.col("trades"))
+        db.create_materialized_view(
+            "v", WindowAgg(db._relation("trades"), ("symbol",), spec, aggs, out))
+        db.start()
+        source = db.source("trades")
+        source.push_batch([(s, 1.0, 1, i) for i, s in enumerate("ABABA")])
+        _settle(db, "v", 5)
+        view = db.metrics()["views"]["v"]
+        assert (view["pending_rows"], view["state_rows"]) == (5, 0)
+        source.push_batch([(s, 1.0, 1, 10_000 + i) for i, s in enumerate("AB" * 500)])
+        _settle(db, "v", 1_005)
+        view = db.metrics()["views"]["v"]
+        assert (view["pending_rows"], view["state_rows"]) == (0, 2)  # A and B, window 0
+        source.push(("C", 1.0, 1, 5_000_000))  # closes window 0
+        _settle(db, "v", 1_006)
+        view = db.metrics()["views"]["v"]
+        assert view["state_rows"] == 0 and view["pending_rows"] <= 1
