@@ -185,9 +185,10 @@ class GridWindows(Windows):
                             .group_by(first.columns[:-1]).agg(pl.col(TIME).min()))
         self.earliest = first
 
-    def _absorb(self) -> pl.DataFrame:
+    def _absorb(self) -> pl.DataFrame | None:
         """Merge the pending rows into the state (and distinct sets), making
-        the ready rows in the same Polars call; return the rows' own partials."""
+        the ready rows in the same Polars call. For EMIT ON UPDATE, return the
+        rows' own partials (which groups they touched)."""
         rows = self._pending_frame()
         self.pending, self.pending_end = [], None  # pending_rows drops once they are merged
         packing = self.calc.packing(rows)
@@ -199,19 +200,18 @@ class GridWindows(Windows):
         partials = self.calc.partials_lazy(windowed, self.group, packing)
         if rows.height >= STREAMING_ROWS:  # the big aggregation on the streaming engine
             partials = collect(partials, rows.height).lazy()
-        if self.state is None:
-            merged, wanted = partials, [partials]
-        else:
-            merged = self.calc.merge_lazy(pl.concat([self.state.lazy(), partials]), self.group)
-            wanted = [merged, partials]
-        if self.keeps_ready:
-            wanted.append(self._finals_lazy(merged, carry=[START]))
-        done = pl.collect_all(wanted, engine="in-memory")  # shared subplans run once
-        self.state, self.pending_rows = done[0], 0
+        merged = partials if self.state is None else self.calc.merge_lazy(
+            pl.concat([self.state.lazy(), partials]), self.group)
+        # The ready rows (emit on close) or the batch's partials (emit on
+        # update) come out of the same call; shared subplans run once.
+        extra = self._finals_lazy(merged, carry=[START]) if self.keeps_ready else partials
+        self.state, out = pl.collect_all([merged, extra], engine="in-memory")
+        self.pending_rows = 0
         self.state_end = self._earliest_end(self.state)
         if self.keeps_ready:
-            self._make_ready(done[-1])
-        return done[0] if merged is partials else done[1]
+            self._make_ready(out)
+            return None
+        return out
 
     # -- rows out ---------------------------------------------------------------
     def _closes(self, watermark: int) -> bool:
@@ -276,7 +276,7 @@ class GridWindows(Windows):
         """EMIT ON UPDATE: merge the pending rows at once; their groups' new values."""
         before = self.state
         partials = self._absorb()
-        assert self.state is not None
+        assert self.state is not None and partials is not None
         seen = mark_new(partials.select(self.group), before, self.group)
         return self._finals(self.state.lazy().join(seen.lazy(), on=self.group, nulls_equal=True),
                             carry=[OP])
