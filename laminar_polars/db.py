@@ -1,5 +1,10 @@
 """`LaminarDB`: the catalog and the lifecycle; the work is done by the layers below.
 
+Alongside it, at the same level: `definitions` translates catalog definitions,
+`wiring` builds and connects the running pieces, `statements` runs parsed SQL,
+`snapshot_query` answers ``db.query``, and `introspection` builds what the
+database reports about itself.
+
 Examples
 --------
 >>> import laminar_polars as lp
@@ -24,7 +29,6 @@ shape: (1, 3)
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import warnings
 from collections.abc import Mapping
@@ -33,58 +37,23 @@ from typing import Any
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.catalog import Catalog, ColumnDef, ColumnType, SinkDef, SourceDef, ViewDef
+from laminar_polars.catalog import Catalog, SinkDef, SourceDef, ViewDef
 from laminar_polars.config import Config, SourceConfig, Watermark
+from laminar_polars.definitions import relation_of, source_definition
 from laminar_polars.engine.scheduler import Scheduler
-from laminar_polars.engine.view import OP, ViewRuntime
+from laminar_polars.engine.view import ViewRuntime
 from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
 from laminar_polars.frontend import plan_lazyframe, stream
+from laminar_polars.introspection import describe_source, metrics_of, topology_of
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
 from laminar_polars.plan import Node, Scan, inputs_of
-from laminar_polars.sql import (
-    CreateMaterializedView,
-    CreateSink,
-    CreateSource,
-    Describe,
-    Drop,
-    Explain,
-    Query,
-    Show,
-    Statement,
-    explain_select,
-    parse_statements,
-    plan_select,
-)
+from laminar_polars.snapshot_query import query_snapshot
+from laminar_polars.sql import Query, parse_statements
+from laminar_polars.statements import run_statement
+from laminar_polars.wiring import SinkFeed, attach_reader, detach_reader, make_ring
 
 __all__ = ["LaminarDB", "open"]
-
-
-class _SinkFeed:
-    """Feeds a sink from a source's micro-batches or a view's output."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-
-    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
-        if frame.height:
-            if self.sink.changelog:  # appends are inserts; upserts say which they are
-                op = pl.col(OP) if OP in frame.columns else pl.lit("insert")
-                frame = frame.with_columns(op.alias("op")).drop(OP, strict=False)
-            elif OP in frame.columns:
-                frame = frame.drop(OP)
-            self.sink.emit(frame)
-
-    def on_end(self) -> None:
-        self.sink.close()
-
-
-def _watermark_value(micros: int) -> dt.datetime | float | None:
-    if micros == _native.NO_WATERMARK:
-        return None
-    if micros == _native.CLOSED_WATERMARK:
-        return float("inf")
-    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)
 
 
 class LaminarDB:
@@ -108,7 +77,7 @@ class LaminarDB:
         self._doorbell = _native.Doorbell()
         self._rings: dict[str, _native.Ring] = {}
         self._sinks: dict[str, Sink] = {}
-        self._feeds: dict[str, _SinkFeed] = {}
+        self._feeds: dict[str, SinkFeed] = {}
         self._views: dict[str, ViewRuntime] = {}
         self._scheduler = Scheduler(self._doorbell, self._engine_failed)
         self._lock = threading.RLock()
@@ -130,48 +99,13 @@ class LaminarDB:
         (a frame for SHOW / DESCRIBE / EXPLAIN, else None)."""
         result = None
         for statement in parse_statements(sql):
-            result = self._run(statement)
+            result = run_statement(self, statement)
         return result
-
-    def _run(self, statement: Statement) -> pl.DataFrame | None:
-        if isinstance(statement, CreateSource):
-            if statement.if_not_exists and statement.source.name in self.catalog.sources:
-                return None
-            self._add_source(statement.source)
-        elif isinstance(statement, CreateSink):
-            if statement.if_not_exists and statement.sink.name in self.catalog.sinks:
-                return None
-            self._add_sink(statement.sink)
-        elif isinstance(statement, Drop):
-            self._drop(statement)
-        elif isinstance(statement, Show):
-            return self._show(statement.kind)
-        elif isinstance(statement, Describe):
-            return self.describe(statement.name)
-        elif isinstance(statement, CreateMaterializedView):
-            if statement.if_not_exists and statement.name in self.catalog.views:
-                return None
-            plan = plan_select(statement.query, self._relation, statement.emit)
-            self._add_view(statement.name, plan, statement.sql)
-        elif isinstance(statement, Explain):
-            text = explain_select(statement.query, self._relation)
-            return pl.DataFrame({"plan": text.splitlines()}, schema={"plan": pl.String})
-        elif isinstance(statement, Query):
-            return self._query(statement.query.sql(dialect="postgres"))
-        return None
 
     # -- materialized views -----------------------------------------------------
     def _relation(self, name: str) -> Scan:
         """How a plan sees a source or view: its schema and event-time column."""
-        if name in self.catalog.sources:
-            definition = self.catalog.sources[name]
-            watermark = definition.watermark
-            return Scan(name, definition.polars_schema, watermark.column if watermark else None)
-        if name in self.catalog.views:
-            plan = self.catalog.views[name].plan
-            return Scan(name, plan.schema, plan.time_column, plan.appends_only)
-        known = {**self.catalog.sources, **self.catalog.views}
-        raise CatalogError(self.catalog._unknown("source or materialized view", name, known))
+        return relation_of(self.catalog, name)
 
     def stream(self, name: str) -> pl.LazyFrame:
         """A LazyFrame standing for source or view ``name``, to build a view on
@@ -200,20 +134,7 @@ class LaminarDB:
             runtime.upstream = self._views.get(runtime.input)
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql)
             self._views[name] = runtime
-            self._reader_list(runtime.input, runtime, add=True)
-
-    def _reader_list(self, input: str, reader: Any, *, add: bool) -> None:
-        """Attach (or detach) a reader of a source or view."""
-        if input in self._views:
-            readers = self._views[input].readers
-            if add:
-                readers.append(reader)
-            elif reader in readers:
-                readers.remove(reader)
-        elif add:
-            self._scheduler.subscribe(input, reader)
-        else:
-            self._scheduler.unsubscribe(input, reader)
+            attach_reader(self._views, self._scheduler, runtime.input, runtime)
 
     def drop_materialized_view(self, name: str) -> None:
         """Drop a view no sink or other view reads."""
@@ -225,7 +146,7 @@ class LaminarDB:
             if readers:
                 raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
             runtime = self._views.pop(name)
-            self._reader_list(runtime.input, runtime, add=False)
+            detach_reader(self._views, self._scheduler, runtime.input, runtime)
             del self.catalog.views[name]
 
     def register_table(self, name: str, frame: pl.DataFrame) -> None:
@@ -245,17 +166,7 @@ class LaminarDB:
         return self._query(sql)
 
     def _query(self, sql: str) -> pl.DataFrame:
-        frames: dict[str, pl.DataFrame] = dict(self.catalog.tables)
-        frames.update({name: view.contents() for name, view in self._views.items()})
-        try:
-            return pl.SQLContext(frames).execute(sql, eager=True)
-        except pl.exceptions.SQLSyntaxError as error:
-            raise SqlError(str(error)) from error
-        except (pl.exceptions.SQLInterfaceError, pl.exceptions.ColumnNotFoundError) as error:
-            if "not found" in str(error) or isinstance(error, pl.exceptions.ColumnNotFoundError):
-                raise CatalogError(f"{error} (views and tables: {sorted(frames) or 'none'})"
-                                   ) from error
-            raise SqlError(str(error)) from error
+        return query_snapshot(sql, self.catalog.tables, self._views)
 
     # -- sources ----------------------------------------------------------------
     def create_source(
@@ -276,18 +187,7 @@ class LaminarDB:
         >>> src.channel
         'spsc'
         """
-        config = SourceConfig(**vars(config)) if config else SourceConfig()
-        if watermark is not None:
-            config.watermark = watermark
-        config.validate()
-        unknown = set(not_null) - set(schema)
-        if unknown:
-            raise CatalogError(f"not_null names unknown column(s) {sorted(unknown)}")
-        columns = [
-            ColumnDef(column, ColumnType.from_polars(dtype), column in not_null)
-            for column, dtype in dict(schema).items()
-        ]
-        self._add_source(SourceDef(name, columns, config))
+        self._add_source(source_definition(name, schema, watermark, config, not_null))
         return self.source(name)
 
     def _add_source(self, definition: SourceDef) -> None:
@@ -295,30 +195,13 @@ class LaminarDB:
             self._check_open()
             self.catalog.check_new_relation(definition.name)
             definition.config.validate()
-            ring = self._make_ring(definition)
+            ring = make_ring(definition, self.config.buffer_size, self._doorbell)
             self.catalog.sources[definition.name] = definition
             self._rings[definition.name] = ring
             self._scheduler.add_source(definition.name, ring, definition.polars_schema)
             self._scheduler.use_wait_strategy(
                 [d.config.wait_strategy for d in self.catalog.sources.values()]  # type: ignore[misc]
             )
-
-    def _make_ring(self, definition: SourceDef) -> _native.Ring:
-        config = definition.config
-        watermark = config.watermark
-        wait = config.wait_strategy
-        return _native.Ring(
-            definition.names,
-            [c.type.code for c in definition.columns],
-            [c.not_null for c in definition.columns],
-            config.buffer_size or self.config.buffer_size,
-            watermark_column=definition.names.index(watermark.column) if watermark else -1,
-            watermark_delay_us=watermark.delay_us if watermark else 0,
-            backpressure=config.backpressure.value,  # type: ignore[union-attr]
-            wait_kind=wait.kind,  # type: ignore[union-attr]
-            spins=wait.spins,  # type: ignore[union-attr]
-            doorbell=self._doorbell,
-        )
 
     def source(self, name: str, record_type: type | None = None) -> Source:
         """A producer handle of source ``name``; ``record_type`` (a dataclass or
@@ -343,11 +226,11 @@ class LaminarDB:
                                    f"{definition.input!r} (known: {known})")
             schema = self._relation(definition.input).schema
             sink = Sink(definition.name, schema, changelog=definition.changelog)
-            feed = _SinkFeed(sink)
+            feed = SinkFeed(sink)
             self.catalog.sinks[definition.name] = definition
             self._sinks[definition.name] = sink
             self._feeds[definition.name] = feed
-            self._reader_list(definition.input, feed, add=True)
+            attach_reader(self._views, self._scheduler, definition.input, feed)
 
     def sink(self, name: str) -> Sink:
         """The sink ``name``; a source name gives an implicit sink of the same name."""
@@ -359,31 +242,11 @@ class LaminarDB:
                 return self._sinks[name]
         raise CatalogError(self.catalog._unknown("sink", name, self.catalog.sinks))
 
-    # -- DROP / SHOW / DESCRIBE -----------------------------------------------
-    def _drop(self, statement: Drop) -> None:
-        with self._lock:
-            if statement.kind == "sink":
-                if statement.name not in self.catalog.sinks:
-                    if statement.if_exists:
-                        return
-                    self.catalog.sink(statement.name)
-                self.drop_sink(statement.name)
-            elif statement.kind == "source":
-                if statement.name not in self.catalog.sources:
-                    if statement.if_exists:
-                        return
-                    self.catalog.source(statement.name)
-                self.drop_source(statement.name)
-            elif statement.kind == "materialized view":
-                if statement.name in self.catalog.views or not statement.if_exists:
-                    self.drop_materialized_view(statement.name)
-            elif not statement.if_exists:
-                raise CatalogError(f"unknown {statement.kind} {statement.name!r}")
-
+    # -- DROP / DESCRIBE -----------------------------------------------------
     def drop_sink(self, name: str) -> None:
         with self._lock:
             definition = self.catalog.sink(name)
-            self._reader_list(definition.input, self._feeds.pop(name), add=False)
+            detach_reader(self._views, self._scheduler, definition.input, self._feeds.pop(name))
             del self.catalog.sinks[name]
             self._sinks.pop(name).close()
 
@@ -398,29 +261,9 @@ class LaminarDB:
             self._rings.pop(name).close()
             del self.catalog.sources[name]
 
-    def _show(self, kind: str) -> pl.DataFrame:
-        names = {
-            "sources": self.catalog.sources,
-            "sinks": self.catalog.sinks,
-            "materialized views": self.catalog.views,
-            "tables": self.catalog.tables,
-        }[kind]
-        return pl.DataFrame({"name": sorted(names)}, schema={"name": pl.String})
-
     def describe(self, name: str) -> pl.DataFrame:
         """Columns of a source: name, SQL type, nullability, watermark."""
-        definition = self.catalog.source(name)
-        watermark = definition.watermark
-        return pl.DataFrame({
-            "column": definition.names,
-            "type": [c.type.sql for c in definition.columns],
-            "nullable": [not c.not_null for c in definition.columns],
-            "watermark_delay": [
-                watermark.delay if watermark and watermark.column == c.name else None
-                for c in definition.columns
-            ],
-        }, schema={"column": pl.String, "type": pl.String, "nullable": pl.Boolean,
-                   "watermark_delay": pl.Duration("us")})
+        return describe_source(self.catalog.source(name))
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -474,48 +317,14 @@ class LaminarDB:
         ``'broadcast'``.
         """
         with self._lock:
-            return {
-                "sources": {
-                    name: {
-                        "channel": "mpsc" if ring.multi_producer else "spsc",
-                        "producers": ring.producers,
-                        "capacity": ring.capacity,
-                        "readers": self.catalog.readers_of(name),
-                    }
-                    for name, ring in self._rings.items()
-                },
-                "views": {
-                    name: {"input": view.input, "readers": self.catalog.readers_of(name)}
-                    for name, view in self._views.items()
-                },
-                "sinks": {
-                    name: {
-                        "input": self.catalog.sinks[name].input,
-                        "channel": sink.kind,
-                        "subscriptions": len(sink.metrics()),
-                    }
-                    for name, sink in self._sinks.items()
-                },
-            }
+            return topology_of(self.catalog, self._rings, self._views, self._sinks)
 
     def metrics(self) -> dict[str, Any]:
         """Counters: per source pushed/dropped/late/rejected/pending and its
         watermark; per sink, each subscription's lag."""
         with self._lock:
-            return {
-                "sources": {
-                    name: {**ring.stats(), "watermark": _watermark_value(ring.watermark)}
-                    for name, ring in self._rings.items()
-                },
-                "views": {
-                    name: {"rows_in": view.rows_in, "rows_out": view.rows_out,
-                           "state_rows": view.state_rows, "pending_rows": view.pending_rows,
-                           "watermark": _watermark_value(view.watermark)}
-                    for name, view in self._views.items()
-                },
-                "sinks": {name: {"subscriptions": s.metrics()} for name, s in self._sinks.items()},
-                "engine": {"batches": self._scheduler.batches, "state": self._state},
-            }
+            engine = {"batches": self._scheduler.batches, "state": self._state}
+            return metrics_of(self._rings, self._views, self._sinks, engine)
 
     def __repr__(self) -> str:
         return (f"<LaminarDB {self._state}: {len(self.catalog.sources)} sources, "

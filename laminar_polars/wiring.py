@@ -1,0 +1,83 @@
+"""How catalog definitions become connected running pieces.
+
+A source's definition becomes a native ring; a sink gets a feed that turns
+micro-batches into what it emits; a reader (a sink's feed or a view) is
+attached to its input, which is either a source (read through the scheduler)
+or a view (read from that view's output). `LaminarDB` owns these pieces and
+calls these functions under its lock.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from laminar_polars import _native
+from laminar_polars.catalog import SourceDef
+from laminar_polars.engine.scheduler import Scheduler
+from laminar_polars.engine.view import OP, Reader, ViewRuntime
+from laminar_polars.io.sink import Sink
+
+__all__ = ["SinkFeed", "attach_reader", "detach_reader", "make_ring"]
+
+
+class SinkFeed:
+    """Feeds a sink from a source's micro-batches or a view's output."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
+        if frame.height:
+            if self.sink.changelog:  # appends are inserts; upserts say which they are
+                op = pl.col(OP) if OP in frame.columns else pl.lit("insert")
+                frame = frame.with_columns(op.alias("op")).drop(OP, strict=False)
+            elif OP in frame.columns:
+                frame = frame.drop(OP)
+            self.sink.emit(frame)
+
+    def on_end(self) -> None:
+        self.sink.close()
+
+
+def make_ring(
+    definition: SourceDef, default_buffer_size: int, doorbell: _native.Doorbell
+) -> _native.Ring:
+    """The native ring of a source; a source without its own buffer size
+    takes the database's."""
+    config = definition.config
+    watermark = config.watermark
+    wait = config.wait_strategy
+    return _native.Ring(
+        definition.names,
+        [c.type.code for c in definition.columns],
+        [c.not_null for c in definition.columns],
+        config.buffer_size or default_buffer_size,
+        watermark_column=definition.names.index(watermark.column) if watermark else -1,
+        watermark_delay_us=watermark.delay_us if watermark else 0,
+        backpressure=config.backpressure.value,  # type: ignore[union-attr]
+        wait_kind=wait.kind,  # type: ignore[union-attr]
+        spins=wait.spins,  # type: ignore[union-attr]
+        doorbell=doorbell,
+    )
+
+
+def attach_reader(
+    views: dict[str, ViewRuntime], scheduler: Scheduler, input: str, reader: Reader
+) -> None:
+    """Make ``reader`` receive the output of source or view ``input``."""
+    if input in views:
+        views[input].readers.append(reader)
+    else:
+        scheduler.subscribe(input, reader)
+
+
+def detach_reader(
+    views: dict[str, ViewRuntime], scheduler: Scheduler, input: str, reader: Reader
+) -> None:
+    """Stop ``reader`` receiving from ``input``; a reader not attached is ignored."""
+    if input in views:
+        readers = views[input].readers
+        if reader in readers:
+            readers.remove(reader)
+    else:
+        scheduler.unsubscribe(input, reader)
