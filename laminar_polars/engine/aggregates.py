@@ -237,13 +237,10 @@ class Aggregates:
         frames = [p for p in partials if p is not None]
         if len(frames) == 1:
             return frames[0]
-        return self.merge_stacked(pl.concat(frames, how="vertical"), group)
-
-    def merge_stacked(self, stacked: pl.DataFrame, group: Sequence[str]) -> pl.DataFrame:
-        """Merge partials stacked in arrival order into one row per group."""
-        return collect(self.merge_lazy(stacked.lazy(), group))
+        return collect(self.merge_lazy(pl.concat(frames, how="vertical").lazy(), group))
 
     def merge_lazy(self, stacked: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
+        """Merge partials stacked in arrival order into one row per group."""
         return stacked.group_by(group, maintain_order=True).agg(self._merge_exprs())
 
     @staticmethod

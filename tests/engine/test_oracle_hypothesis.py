@@ -87,6 +87,24 @@ ORACLE_AGGS = {
     "last_qty": sql_agg("last_value", "qty"), "n_qty": sql_agg("count_distinct", "qty"),
 }
 
+# A tumbling and a hopping view over the same aggregates, and their oracle.
+WINDOW_VIEWS = """
+CREATE MATERIALIZED VIEW tumbling AS
+SELECT symbol, tumble(ts, INTERVAL '250' MILLISECOND) AS window_start, {aggs}
+FROM trades GROUP BY symbol, tumble(ts, INTERVAL '250' MILLISECOND);
+CREATE MATERIALIZED VIEW hopping AS
+SELECT symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND) AS window_start,
+       {aggs}
+FROM trades GROUP BY symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND);"""
+
+
+def assert_window_views(out: dict, rows: pl.DataFrame, aggs: dict) -> None:
+    window = ["window_start"]
+    assert_same(out["tumbling"], window_agg(tumble(rows, 250 * MS), ["symbol"], aggs,
+                                            window_cols=window), check_dtypes=False)
+    assert_same(out["hopping"], window_agg(hop(rows, 100 * MS, 300 * MS), ["symbol"], aggs,
+                                           window_cols=window), check_dtypes=False)
+
 
 @SETTINGS
 @given(streams())
@@ -96,14 +114,7 @@ def test_sql_views_match_oracle(stream):
     rows = frame(kept)
     with lp.open() as db:
         db.execute(trades_ddl(delay_us=delay_us))
-        db.execute(f"""
-CREATE MATERIALIZED VIEW tumbling AS
-SELECT symbol, tumble(ts, INTERVAL '250' MILLISECOND) AS window_start, {SQL_AGGS}
-FROM trades GROUP BY symbol, tumble(ts, INTERVAL '250' MILLISECOND);
-CREATE MATERIALIZED VIEW hopping AS
-SELECT symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND) AS window_start,
-       {SQL_AGGS}
-FROM trades GROUP BY symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND);
+        db.execute(WINDOW_VIEWS.format(aggs=SQL_AGGS) + f"""
 CREATE MATERIALIZED VIEW updating AS
 SELECT symbol, tumble(ts, INTERVAL '1' SECOND) AS window_start, {SQL_AGGS}
 FROM trades GROUP BY symbol, tumble(ts, INTERVAL '1' SECOND) EMIT ON UPDATE;
@@ -117,12 +128,8 @@ FROM trades WHERE qty IS NOT NULL AND qty % 2 = 0""")
                     rounds=rounds, settle_view="tumbling", delay_us=delay_us)
         assert db.metrics()["sources"]["trades"]["late"] == len(late)
 
+    assert_window_views(out, rows, ORACLE_AGGS)
     window = ["window_start"]
-    assert_same(out["tumbling"], window_agg(tumble(rows, 250 * MS), ["symbol"], ORACLE_AGGS,
-                                            window_cols=window), check_dtypes=False)
-    assert_same(out["hopping"], window_agg(hop(rows, 100 * MS, 300 * MS), ["symbol"],
-                                           ORACLE_AGGS, window_cols=window),
-                check_dtypes=False)
     assert_same(last_per_key(out["updating"], ["symbol", *window]),
                 window_agg(tumble(rows, 1000 * MS), ["symbol"], ORACLE_AGGS,
                            window_cols=window), check_dtypes=False)
@@ -241,21 +248,9 @@ def test_window_views_match_oracle_whenever_rows_are_merged(stream, absorb_rows,
     try:
         with lp.open() as db:
             db.execute(trades_ddl(delay_us=delay_us))
-            db.execute(f"""
-CREATE MATERIALIZED VIEW tumbling AS
-SELECT symbol, tumble(ts, INTERVAL '250' MILLISECOND) AS window_start, {FOLDABLE_AGGS}
-FROM trades GROUP BY symbol, tumble(ts, INTERVAL '250' MILLISECOND);
-CREATE MATERIALIZED VIEW hopping AS
-SELECT symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND) AS window_start,
-       {FOLDABLE_AGGS}
-FROM trades GROUP BY symbol, hop(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND)""")
+            db.execute(WINDOW_VIEWS.format(aggs=FOLDABLE_AGGS))
             out = drive(db, events, mode, seed, ["tumbling", "hopping"], start=start,
                         rounds=rounds, settle_view="tumbling", delay_us=delay_us)
     finally:
         grid.ABSORB_ROWS, grid.PENDING_CAP = saved
-    window = ["window_start"]
-    assert_same(out["tumbling"], window_agg(tumble(rows, 250 * MS), ["symbol"], FOLDABLE_ORACLE,
-                                            window_cols=window), check_dtypes=False)
-    assert_same(out["hopping"], window_agg(hop(rows, 100 * MS, 300 * MS), ["symbol"],
-                                           FOLDABLE_ORACLE, window_cols=window),
-                check_dtypes=False)
+    assert_window_views(out, rows, FOLDABLE_ORACLE)
