@@ -24,6 +24,9 @@ __all__ = [
     "Full",
     "Timeout",
     "Closed",
+    "Lagged",
+    "EngineError",
+    "RecoveryError",
 ]
 
 
@@ -74,3 +77,22 @@ class Timeout(LaminarError, TimeoutError):
 
 class Closed(LaminarError):
     """The source, sink, subscription or database is closed or stopped."""
+
+
+class Lagged(LaminarError):
+    """A subscription fell more than ``max_lag_rows`` behind: its oldest frames
+    were dropped (for it alone). ``missed`` is how many rows it lost; reading
+    again goes on with what it still holds."""
+
+    def __init__(self, message: str, missed: int) -> None:
+        super().__init__(message)
+        self.missed = missed
+
+
+class EngineError(LaminarError, RuntimeError):
+    """The engine failed at run time (e.g. a view's expression failed on a row);
+    ``__cause__`` is the original error. Every subscription ends with it."""
+
+
+class RecoveryError(LaminarError):
+    """Durable state exists in ``data_dir`` but none of it can be used."""

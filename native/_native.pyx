@@ -318,6 +318,10 @@ cdef class Ring:
     cdef readonly object doorbell
     cdef readonly int producers
     cdef int64_t batch_rows_pushed
+    # Why the ring was closed, for the `Closed` a push then raises: a reason
+    # (text) and the exception behind it, if any (an engine failure).
+    cdef readonly object close_reason
+    cdef readonly object close_cause
 
     def __cinit__(self, names, types, not_null, int64_t capacity, int watermark_column=-1,
                   int64_t watermark_delay_us=0, str backpressure="block",
@@ -413,8 +417,21 @@ cdef class Ring:
     def count_rejected(self, int64_t rows):
         lp_fetch_add(&self.ring.rejected, rows)
 
-    def close(self):
+    def close(self, reason=None, cause=None):
+        """End the input: the watermark becomes CLOSED_WATERMARK and pushes
+        raise `Closed`, saying ``reason`` (with ``cause`` chained) if given.
+        The first close's reason stays."""
+        if self.close_reason is None and reason is not None:
+            self.close_reason = reason
+            self.close_cause = cause
         lp_ring_close(&self.ring)
+
+    def closed_error(self, str what="the source is closed"):
+        """The `Closed` exception a push into this closed ring raises."""
+        message = what if self.close_reason is None else f"{what}: {self.close_reason}"
+        error = ClosedError(message + "; no more rows are accepted")
+        error.__cause__ = self.close_cause
+        return error
 
     # -- Arrow batches ----------------------------------------------------
     def enqueue_batch(self, batch, int64_t rows, int64_t max_event_time, bint wait=True):
@@ -431,7 +448,7 @@ cdef class Ring:
         rows never exceed the capacity."""
         cdef int rc
         if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
-            raise ClosedError("the source is closed")
+            raise self.closed_error()
         if rows > self.ring.capacity and self.ring.backpressure == LP_REJECT:
             return False
         while not lp_ring_batch_fits(&self.ring, rows):
@@ -442,9 +459,9 @@ cdef class Ring:
             with nogil:
                 rc = lp_ring_wait_for_space(&self.ring, <lp_space_predicate>lp_ring_batch_fits, rows)
             if rc == LP_PUSH_CLOSED:
-                raise ClosedError("the source was closed while waiting for room")
+                raise self.closed_error("the source was closed while waiting for room")
         if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
-            raise ClosedError("the source is closed")
+            raise self.closed_error()
         # Take the room at once: no Python code (so no other producer) runs
         # between the check above and this add, which keeps the check exact.
         lp_fetch_add(&self.ring.batch_rows, rows)
@@ -711,7 +728,7 @@ cdef class Producer:
                 if rc == LP_PUSH_OK:
                     continue
             if rc == LP_PUSH_CLOSED:
-                raise ClosedError("the source is closed; no more rows are accepted")
+                raise self.ring.closed_error()
             if rc == LP_PUSH_TOO_BIG:
                 raise SchemaError(
                     f"the row's strings need more than half of the ring's "

@@ -218,7 +218,7 @@ class Source(_native.Producer):
             )
         current = self.ring.watermark
         if current == _native.CLOSED_WATERMARK:
-            raise Closed(f"source {self.name!r} is closed; no more rows are accepted")
+            raise self.ring.closed_error(f"source {self.name!r} is closed")
         late_count, max_event_time, keep = _native.late_rows(
             _event_times(column), current, watermark.delay_us
         )
