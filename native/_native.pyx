@@ -11,11 +11,16 @@ It knows nothing of SQL or Polars: the package above passes names, type codes
 and settings as plain values.
 """
 
+import sys
 from collections import deque
+
+import numpy as np
 
 from cpython.datetime cimport (
     PyDateTime_Check,
+    PyDateTime_CheckExact,
     PyDate_Check,
+    PyDate_CheckExact,
     datetime_day,
     datetime_hour,
     datetime_microsecond,
@@ -31,7 +36,8 @@ from cpython.datetime cimport (
 )
 from cpython.dict cimport PyDict_GetItem, PyDict_Size
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.long cimport PyLong_AsLongLong
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Clear
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid, PyCapsule_New
@@ -39,6 +45,11 @@ from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+
+cdef extern from "Python.h":
+    # Declared without an exception clause: the hot path checks for NULL itself
+    # (a lone surrogate) and raises a SchemaError naming the column instead.
+    const char* utf8_or_null "PyUnicode_AsUTF8AndSize"(object value, Py_ssize_t* size)
 from libc.stdint cimport (
     INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int64_t,
 )
@@ -96,6 +107,7 @@ cdef extern from "lp_ring.h":
         int64_t batch_head
         int64_t capacity
         int64_t arena_size
+        int64_t watermark_delay
         int watermark_column
         int backpressure
         int ncolumns
@@ -107,13 +119,16 @@ cdef extern from "lp_ring.h":
                      lp_doorbell* doorbell)
     void lp_ring_destroy(lp_ring* ring)
     void lp_ring_set_multi_producer(lp_ring* ring)
-    int lp_ring_push(lp_ring* ring, const lp_value* values, int wait)
-    int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values) nogil
-    int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg) nogil
+    int lp_ring_push(lp_ring* ring, const lp_value* values)
+    int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values, int64_t timeout_us) nogil
+    int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg,
+                               int64_t timeout_us) nogil
     int lp_ring_batch_fits(const lp_ring* ring, int64_t rows) noexcept nogil
     int lp_schema_init(ArrowSchema* schema, int ncolumns, const char** names,
                        const int* types, const int* nullable)
     int64_t lp_ring_take(lp_ring* ring, int64_t max_rows, ArrowArray* out, ArrowError* error)
+    int lp_rows_to_array(const lp_ring* ring, const lp_value* values, int64_t nrows,
+                         ArrowArray* out, ArrowError* error)
     int64_t lp_ring_watermark(const lp_ring* ring)
     void lp_ring_advance_watermark(lp_ring* ring, int64_t event_time)
     void lp_ring_advance_event_time(lp_ring* ring, int64_t event_time)
@@ -136,6 +151,20 @@ CLOSED_WATERMARK = LP_CLOSED_WATERMARK
 
 # Rows wider than this stage their values on the heap instead of the C stack.
 DEF STACK_COLUMNS = 64
+# A blocked push waits in slices this long, checking for Ctrl-C between them
+# (Polars' SIGINT handler does not interrupt a wait, so the check is ours).
+DEF SIGNAL_CHECK_US = 50000
+
+# TIMESTAMP and DATE values are limited to what Python's datetime and date
+# hold (years 1 to 9999), so every value reads back; Polars would accept more
+# and then fail (or panic) converting it.
+MIN_TIMESTAMP_US = -62135596800000000    # 0001-01-01 00:00:00
+MAX_TIMESTAMP_US = 253402300799999999    # 9999-12-31 23:59:59.999999
+MIN_DATE_DAYS = -719162                  # 0001-01-01
+MAX_DATE_DAYS = 2932896                  # 9999-12-31
+cdef int64_t C_MIN_TIMESTAMP_US = MIN_TIMESTAMP_US
+cdef int64_t C_MAX_TIMESTAMP_US = MAX_TIMESTAMP_US
+TIMESTAMP_RANGE = "0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999"
 
 # Errors are raised as the classes the package registers (set_errors), so this
 # module needs no import from the package above it.
@@ -174,31 +203,56 @@ cdef int64_t datetime_to_micros(object value) except? -1:
     return micros
 
 
-def late_rows(const int64_t[::1] event_times, int64_t watermark, int64_t delay):
-    """Scan a batch's event times in arrival order: row i is late if it is
-    older than max(watermark, max(event_times[:i]) - delay).
-
-    Returns ``(late_count, max_event_time, keep)`` where ``keep`` is a bytes
-    mask of the rows to keep, or None when no row is late. One pass in C:
-    numpy's accumulate is not vectorised and costs ~3 ns a row."""
-    cdef Py_ssize_t n = event_times.shape[0]
-    cdef Py_ssize_t i, late = 0
-    cdef int64_t running = INT64_MIN
-    cdef int64_t bound = watermark
-    cdef int64_t t
-    keep = bytearray(n)
-    cdef unsigned char[::1] mask = keep
+cdef int64_t scan_late(const int64_t[::1] event_times, int64_t watermark, int64_t delay,
+                       unsigned char[::1] keep, int64_t* running) noexcept nogil:
+    """Judge a batch's rows in arrival order: row i is late if it is older than
+    max(watermark, max(event_times[:i]) - delay). Marks the rows kept in
+    ``keep`` (1) and returns how many are late; ``running`` gets the latest
+    kept time (INT64_MIN if none). One pass in C, no allocation: numpy's
+    accumulate is not vectorised and costs ~3 ns a row."""
+    cdef Py_ssize_t i, n = event_times.shape[0]
+    cdef int64_t late = 0, bound = watermark, t
+    running[0] = INT64_MIN
     for i in range(n):
         t = event_times[i]
         if t < bound:
+            keep[i] = 0
             late += 1
             continue
-        mask[i] = 1
-        if t > running:
-            running = t
-            if running - delay > bound:
-                bound = running - delay
-    return late, running, (bytes(keep) if late else None)
+        keep[i] = 1
+        if t > running[0]:
+            running[0] = t
+            if t - delay > bound:
+                bound = t - delay
+    return late
+
+
+cdef bint is_missing(object value):
+    """pandas' and numpy's markers of a missing value: NaT, pd.NA, datetime64 NaT."""
+    if isinstance(value, np.datetime64):
+        return bool(np.isnat(value))
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (value is pandas.NaT or value is pandas.NA)
+
+
+# datetime64 units as microseconds (coarser) or per microsecond (finer).
+_DATETIME64_MICROS = {"W": 604_800_000_000, "D": 86_400_000_000, "h": 3_600_000_000,
+                      "m": 60_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
+_DATETIME64_PER_MICRO = {"ns": 1_000, "ps": 1_000_000, "fs": 1_000_000_000,
+                         "as": 1_000_000_000_000}
+
+
+def datetime64_micros(value):
+    """A numpy datetime64 as int microseconds, floored (sub-microsecond parts
+    are dropped toward the past, as a datetime drops a Timestamp's nanoseconds)."""
+    unit, count = np.datetime_data(value.dtype)
+    if unit in ("Y", "M"):
+        value = value.astype("datetime64[D]")
+        unit, count = "D", 1
+    ticks = int(value.astype(np.int64)) * count
+    if unit in _DATETIME64_MICROS:
+        return ticks * _DATETIME64_MICROS[unit]
+    return ticks // _DATETIME64_PER_MICRO[unit]
 
 
 cdef class Doorbell:
@@ -300,6 +354,22 @@ cdef class ArrowChunk:
                 PyCapsule_New(array, "arrow_array", _release_array_capsule))
 
 
+cdef class QueuedBatch:
+    """A batch pushed whole (``push_arrow``'s table, or ``push_batch``'s rows as
+    an `ArrowChunk`), queued after every row pushed before it.
+
+    ``keep`` is a mask (one byte per row, 1 = keep) of the rows that were on
+    time when the batch was admitted, or None when all were; the engine
+    applies it, so no Arrow kernel runs on the pushing thread. ``rows`` is how
+    many rows are kept (the room the batch takes); ``tag`` its place among
+    the ring's rows: it comes before the row with sequence ``tag``."""
+
+    cdef readonly object data
+    cdef readonly object keep
+    cdef readonly int64_t rows
+    cdef readonly int64_t tag
+
+
 cdef class Ring:
     """A source's ring: pre-allocated columns, sequences, and the queue of
     Arrow batches pushed whole (ordered against rows by sequence).
@@ -314,7 +384,8 @@ cdef class Ring:
     cdef readonly tuple names
     cdef int* types
     cdef char* not_null
-    cdef object batches          # deque of (sequence tag, batch object, rows)
+    cdef object batches          # deque of QueuedBatch, oldest first
+    cdef int64_t handed_watermark  # the watermark the last take() handed out
     cdef readonly object doorbell
     cdef readonly int producers
     cdef int64_t batch_rows_pushed
@@ -362,6 +433,7 @@ cdef class Ring:
             lp_ring_destroy(&self.ring)
             raise MemoryError(f"cannot allocate a ring of {capacity} rows ({rc})")
         self.ready = True
+        self.handed_watermark = LP_NO_WATERMARK
         self.batches = deque()
         self.producers = 0
 
@@ -411,9 +483,6 @@ cdef class Ring:
     def advance_watermark(self, int64_t event_time):
         lp_ring_advance_watermark(&self.ring, event_time)
 
-    def count_late(self, int64_t rows):
-        lp_fetch_add(&self.ring.late, rows)
-
     def count_rejected(self, int64_t rows):
         lp_fetch_add(&self.ring.rejected, rows)
 
@@ -434,55 +503,100 @@ cdef class Ring:
         return error
 
     # -- Arrow batches ----------------------------------------------------
-    def enqueue_batch(self, batch, int64_t rows, int64_t max_event_time, bint wait=True):
-        """Queue an Arrow batch after every row pushed so far; its rows take
-        room like ring rows do. Returns False when it does not fit and must
-        not wait ('reject', or ``wait=False``).
+    cdef int wait_for_space(self, lp_space_predicate has_space, int64_t arg) except -1:
+        """Wait (GIL released, the ring's wait strategy) until ``has_space``
+        holds or the ring closes; LP_PUSH_OK or LP_PUSH_CLOSED. Ctrl-C raises
+        KeyboardInterrupt, checked between slices of the wait."""
+        cdef int rc = LP_PUSH_FULL
+        while rc == LP_PUSH_FULL:
+            with nogil:
+                rc = lp_ring_wait_for_space(&self.ring, has_space, arg, SIGNAL_CHECK_US)
+            if rc == LP_PUSH_FULL:
+                PyErr_CheckSignals()
+        return rc
 
-        When it does not fit: 'block' waits (GIL released, the ring's wait
-        strategy) until the engine has drained enough; 'drop_oldest' drops the
-        oldest pending data (ring rows, whole queued batches) until it fits.
-        A batch larger than the capacity is admitted only into an empty ring
-        ('block' waits for the engine to drain everything, 'drop_oldest'
-        drops everything pending); 'reject' never admits one, so its pending
-        rows never exceed the capacity."""
-        cdef int rc
-        if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
+    def enqueue_batch(self, data, int64_t rows, const int64_t[::1] event_times=None,
+                      bint wait=True):
+        """Queue ``data`` (``rows`` rows) after every row pushed so far, all or
+        nothing. ``event_times`` are the rows' event times (int64 us, arrival
+        order) when the source has a watermark column: rows older than the
+        watermark are late, counted, and left out (see `QueuedBatch.keep`).
+
+        Returns True once admitted (or when every row was late), False when
+        the kept rows do not fit and must not wait ('reject', or
+        ``wait=False``); nothing is enqueued or counted then. Raises Closed
+        if the ring is or gets closed first, KeyboardInterrupt on Ctrl-C while
+        waiting; nothing is enqueued or counted then either.
+
+        When the rows do not fit: 'block' waits until the engine has drained
+        enough; 'drop_oldest' drops the oldest pending data (ring rows, whole
+        queued batches) until they fit. A batch larger than the capacity is
+        admitted only into an empty ring ('block' waits for the engine to
+        drain everything, 'drop_oldest' drops everything pending); 'reject'
+        never admits one, so its pending rows never exceed the capacity.
+
+        Rows are judged late against the watermark as it stands when the
+        batch is admitted, not before a wait: the engine may have closed a
+        window meanwhile, and a row judged earlier would reopen it."""
+        if self.closed:
             raise self.closed_error()
-        if rows > self.ring.capacity and self.ring.backpressure == LP_REJECT:
+        cdef bint judged = event_times is not None and self.ring.watermark_column >= 0
+        cdef int64_t late = 0, running = LP_NO_WATERMARK, needed = rows
+        cdef int64_t watermark = lp_ring_watermark(&self.ring)
+        cdef int64_t delay = self.ring.watermark_delay
+        keep = bytearray(rows) if judged else None
+        if judged:
+            late = scan_late(event_times, watermark, delay, keep, &running)
+            needed = rows - late
+        if needed > self.ring.capacity and self.ring.backpressure == LP_REJECT:
             return False
-        while not lp_ring_batch_fits(&self.ring, rows):
-            if self.ring.backpressure == LP_DROP_OLDEST and self._drop_oldest(rows):
+        cdef int rc
+        while needed > 0 and not lp_ring_batch_fits(&self.ring, needed):
+            if self.ring.backpressure == LP_DROP_OLDEST and self._drop_oldest(needed):
                 continue
             if self.ring.backpressure == LP_REJECT or not wait:
                 return False
-            with nogil:
-                rc = lp_ring_wait_for_space(&self.ring, <lp_space_predicate>lp_ring_batch_fits, rows)
+            rc = self.wait_for_space(<lp_space_predicate>lp_ring_batch_fits, needed)
             if rc == LP_PUSH_CLOSED:
                 raise self.closed_error("the source was closed while waiting for room")
-        if lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK:
+        cdef QueuedBatch entry = QueuedBatch.__new__(QueuedBatch)
+        # Admission: from the watermark read below to the end, nothing calls
+        # into Python or allocates (the entry exists already), so no other
+        # producer and not the engine run in between (both need the GIL). The
+        # late judgement then holds for the watermark the engine will see
+        # with these rows; a re-judgement only finds more late rows, so the
+        # room checked above still suffices.
+        if self.closed:
             raise self.closed_error()
-        # Take the room at once: no Python code (so no other producer) runs
-        # between the check above and this add, which keeps the check exact.
-        lp_fetch_add(&self.ring.batch_rows, rows)
-        cdef int64_t tag = lp_load_acquire(&self.ring.claim)
-        self.batches.append((tag, batch, rows))
+        if judged and lp_ring_watermark(&self.ring) != watermark:
+            late = scan_late(event_times, lp_ring_watermark(&self.ring), delay, keep, &running)
+            needed = rows - late
+        if late:
+            lp_fetch_add(&self.ring.late, late)
+        if needed == 0:
+            return True
+        entry.data = data
+        entry.keep = keep if late else None
+        entry.rows = needed
+        entry.tag = lp_load_acquire(&self.ring.claim)
+        lp_fetch_add(&self.ring.batch_rows, needed)
+        self.batches.append(entry)
         if len(self.batches) == 1:
-            lp_store_release(&self.ring.batch_head, tag)
+            lp_store_release(&self.ring.batch_head, entry.tag)
         lp_fetch_add(&self.ring.batches_queued, 1)
-        self.batch_rows_pushed += rows
-        if max_event_time != LP_NO_WATERMARK:
-            lp_ring_advance_event_time(&self.ring, max_event_time)
+        self.batch_rows_pushed += needed
+        if running != LP_NO_WATERMARK:
+            lp_ring_advance_event_time(&self.ring, running)
         if self.doorbell is not None:
-            (<Doorbell>self.doorbell).ring()
+            lp_doorbell_ring(&(<Doorbell>self.doorbell).bell)
         return True
 
-    cdef tuple _pop_batch(self):
+    cdef QueuedBatch _pop_batch(self):
         """Unqueue the oldest batch and give its room back."""
-        cdef tuple entry = self.batches.popleft()
+        cdef QueuedBatch entry = self.batches.popleft()
         lp_store_release(&self.ring.batch_head,
-                         self.batches[0][0] if self.batches else INT64_MAX)
-        lp_fetch_add(&self.ring.batch_rows, -<int64_t>entry[2])
+                         (<QueuedBatch>self.batches[0]).tag if self.batches else INT64_MAX)
+        lp_fetch_add(&self.ring.batch_rows, -entry.rows)
         lp_fetch_add(&self.ring.batches_queued, -1)
         lp_ring_wake_producers(&self.ring)
         return entry
@@ -500,30 +614,33 @@ cdef class Ring:
         if not self.batches:
             return False
         entry = self._pop_batch()
-        lp_fetch_add(&self.ring.dropped, <int64_t>entry[2])
+        lp_fetch_add(&self.ring.dropped, entry.rows)
         return True
 
     # -- consuming ----------------------------------------------------------
     def take(self, int64_t max_rows=1 << 62):
         """Everything readable now, in push order: ``(watermark, segments)``,
-        each segment an `ArrowChunk` of rows or a batch object as queued.
+        each segment an `ArrowChunk` of ring rows or a `QueuedBatch`.
 
         The watermark is read first, so it never runs ahead of the rows taken
-        with it."""
+        with it. When ``max_rows`` leaves rows behind, the watermark handed
+        out is the previous one: the rows left may be older than the one
+        read (they made it), and must not arrive after it."""
         cdef int64_t watermark = lp_ring_watermark(&self.ring)
         segments = []
         cdef int64_t limit, read
         cdef ArrowChunk chunk
+        cdef QueuedBatch batch
         while max_rows > 0:
             read = lp_load_acquire(&self.ring.read)
             if self.batches:
-                tag, batch, rows = self.batches[0]
-                if tag <= read:
+                batch = self.batches[0]
+                if batch.tag <= read:
                     self._pop_batch()
                     segments.append(batch)
-                    max_rows -= rows
+                    max_rows -= batch.rows
                     continue
-                limit = min(tag - read, max_rows)
+                limit = min(batch.tag - read, max_rows)
             else:
                 limit = max_rows
             chunk = self._take_rows(limit)
@@ -531,6 +648,9 @@ cdef class Ring:
                 break
             segments.append(chunk)
             max_rows -= len(chunk)
+        if max_rows <= 0 and lp_ring_pending(&self.ring) > 0:
+            watermark = self.handed_watermark
+        self.handed_watermark = watermark
         return watermark, segments
 
     cdef ArrowChunk _take_rows(self, int64_t limit):
@@ -570,77 +690,152 @@ cdef class Producer:
 
     # -- conversion -----------------------------------------------------------
     cdef int _stage(self, int c, object value, lp_value* out) except -1:
+        """Stage one value: the exact Python types inline, the rest (numpy
+        scalars, subclasses, pandas' missing markers, errors) in `_stage_other`."""
         cdef int t = self.ring.types[c]
         cdef Py_ssize_t size
         out.is_null = 0
         if value is None:
-            if self.ring.not_null[c]:
-                raise SchemaError(
-                    f"column {self.ring.names[c]!r} is NOT NULL, got None")
-            out.is_null = 1
-            out.len = 0
-            out.i = 0
-            return 0
+            return self._stage_null(c, value, out)
         if t == LP_FLOAT64 or t == LP_FLOAT32:
             if type(value) is float:
                 out.f = PyFloat_AS_DOUBLE(value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.f = float(value)
-            else:
-                self._bad(c, value)
+                return 0
         elif t == LP_STRING:
-            if not isinstance(value, str):
-                self._bad(c, value)
-            out.str = PyUnicode_AsUTF8AndSize(value, &size)
-            out.len = size
+            if type(value) is str:
+                out.str = utf8_or_null(value, &size)
+                if out.str == NULL:  # a lone surrogate: no UTF-8 for it
+                    PyErr_Clear()
+                    return self._bad_string(c, value)
+                out.len = size
+                return 0
         elif t == LP_TIMESTAMP:
             if type(value) is int:
-                out.i = self._int_in_range(c, value, INT64_MIN, INT64_MAX)
-            elif PyDateTime_Check(value):
-                out.i = datetime_to_micros(value)
-            else:
-                self._bad(c, value)
+                out.i = self._int_in_range(c, value, C_MIN_TIMESTAMP_US, C_MAX_TIMESTAMP_US)
+                return 0
+            if PyDateTime_CheckExact(value):
+                out.i = self._timestamp_in_range(c, value, datetime_to_micros(value))
+                return 0
         elif t == LP_BOOL:
-            if value is True:
-                out.i = 1
-            elif value is False:
-                out.i = 0
-            else:
-                self._bad(c, value)
+            if value is True or value is False:
+                out.i = value is True
+                return 0
         elif t == LP_DATE:
-            if PyDateTime_Check(value) or not (PyDate_Check(value) or type(value) is int):
-                self._bad(c, value)
-            if type(value) is int:
+            if PyDate_CheckExact(value):
+                out.i = days_from_civil(date_year(value), date_month(value), date_day(value))
+                return 0
+        elif type(value) is int:
+            if t == LP_INT64:
+                out.i = self._int_in_range(c, value, INT64_MIN, INT64_MAX)
+            elif t == LP_INT32:
                 out.i = self._int_in_range(c, value, INT32_MIN, INT32_MAX)
             else:
+                out.i = self._int_in_range(c, value, INT16_MIN, INT16_MAX)
+            return 0
+        return self._stage_other(c, value, out)
+
+    cdef int _stage_other(self, int c, object value, lp_value* out) except -1:
+        """What a Python user may pass besides the exact types, off the fast
+        path: pandas' NaT / NA and numpy's NaT (null), numpy scalars wherever
+        the matching Python type is accepted, subclasses (pandas Timestamp,
+        str, int and date subclasses), numpy datetime64 (floored to
+        microseconds)."""
+        cdef int t = self.ring.types[c]
+        cdef Py_ssize_t size
+        if is_missing(value):
+            return self._stage_null(c, value, out)
+        if isinstance(value, np.datetime64):
+            if t == LP_TIMESTAMP:
+                out.i = self._int_in_range(c, datetime64_micros(value),
+                                           C_MIN_TIMESTAMP_US, C_MAX_TIMESTAMP_US)
+                return 0
+            if t == LP_DATE and np.datetime_data(value.dtype)[0] in ("Y", "M", "W", "D"):
+                out.i = self._int_in_range(c, datetime64_micros(value) // 86_400_000_000,
+                                           MIN_DATE_DAYS, MAX_DATE_DAYS)
+                return 0
+            return self._bad(c, value)
+        if isinstance(value, np.generic) and not isinstance(value, np.str_):
+            # np.float32, np.bool_, np.int64...: as the Python scalar they stand
+            # for (a copy: fine for numbers; np.str_ is a str and keeps its own)
+            return self._stage(c, value.item(), out)
+        if t == LP_FLOAT64 or t == LP_FLOAT32:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    out.f = float(value)
+                except OverflowError:
+                    raise SchemaError(
+                        f"column {self.ring.names[c]!r}: {value!r} is too large for "
+                        f"{TYPE_NAMES[t]}") from None
+                return 0
+        elif t == LP_STRING:
+            if isinstance(value, str):  # a subclass (np.str_): its own UTF-8 serves
+                out.str = utf8_or_null(value, &size)
+                if out.str == NULL:
+                    PyErr_Clear()
+                    return self._bad_string(c, value)
+                out.len = size
+                return 0
+        elif t == LP_TIMESTAMP:
+            if PyDateTime_Check(value):  # e.g. a pandas Timestamp: its nanoseconds drop
+                out.i = self._timestamp_in_range(c, value, datetime_to_micros(value))
+                return 0
+            if isinstance(value, int) and not isinstance(value, bool):
+                return self._stage(c, int(value), out)
+        elif t == LP_DATE:
+            if PyDate_Check(value) and not PyDateTime_Check(value):
                 out.i = days_from_civil(date_year(value), date_month(value), date_day(value))
-        else:
+                return 0
             if type(value) is int:
-                if t == LP_INT64:
-                    out.i = self._int_in_range(c, value, INT64_MIN, INT64_MAX)
-                elif t == LP_INT32:
-                    out.i = self._int_in_range(c, value, INT32_MIN, INT32_MAX)
-                else:
-                    out.i = self._int_in_range(c, value, INT16_MIN, INT16_MAX)
-            elif hasattr(value, "__index__") and not isinstance(value, bool):
-                # numpy integers and other integer-likes, off the fast path
+                out.i = self._int_in_range(c, value, MIN_DATE_DAYS, MAX_DATE_DAYS)
+                return 0
+        elif t != LP_BOOL:
+            if hasattr(value, "__index__") and not isinstance(value, bool):
                 return self._stage(c, value.__index__(), out)
-            else:
-                self._bad(c, value)
+        return self._bad(c, value)
+
+    cdef int _stage_null(self, int c, object value, lp_value* out) except -1:
+        if self.ring.not_null[c]:
+            raise SchemaError(f"column {self.ring.names[c]!r} is NOT NULL, got {value!r}")
+        out.is_null = 1
+        out.len = 0
+        out.i = 0
         return 0
 
     cdef int64_t _int_in_range(self, int c, object value, int64_t low, int64_t high) except? -1:
-        cdef int64_t v
-        try:
-            v = PyLong_AsLongLong(value)
-        except OverflowError:
-            v = high
-            low, high = 0, -1  # forces the range error below
-        if v < low or v > high:
-            raise SchemaError(
-                f"column {self.ring.names[c]!r}: {value!r} is out of range for "
-                f"{TYPE_NAMES[self.ring.types[c]]} ({low}..{high})")
+        cdef int overflow = 0
+        cdef int64_t v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow or v < low or v > high:
+            self._out_of_range(c, value, low, high)
         return v
+
+    cdef int64_t _timestamp_in_range(self, int c, object value, int64_t micros) except? -1:
+        # Only an aware datetime can leave the range (its UTC time is a year off).
+        if micros < C_MIN_TIMESTAMP_US or micros > C_MAX_TIMESTAMP_US:
+            self._out_of_range(c, value, C_MIN_TIMESTAMP_US, C_MAX_TIMESTAMP_US)
+        return micros
+
+    cdef int _out_of_range(self, int c, object value, int64_t low, int64_t high) except -1:
+        cdef int t = self.ring.types[c]
+        if t == LP_TIMESTAMP:
+            expected = f"{TIMESTAMP_RANGE} UTC (int microseconds {low}..{high})"
+        elif t == LP_DATE:
+            expected = "0001-01-01 to 9999-12-31 (int days since 1970-01-01 " \
+                       f"{low}..{high})"
+        else:
+            expected = f"{low}..{high}"
+        raise SchemaError(
+            f"column {self.ring.names[c]!r}: {value!r} is out of range for "
+            f"{TYPE_NAMES[t]} ({expected})")
+
+    cdef int _bad_string(self, int c, object value) except -1:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise SchemaError(
+                f"column {self.ring.names[c]!r}: {value!r} cannot be stored as UTF-8 "
+                f"({error.reason} at position {error.start}); remove or replace the lone "
+                f"surrogate") from None
+        return self._bad(c, value)
 
     cdef int _bad(self, int c, object value) except -1:
         raise SchemaError(
@@ -712,7 +907,7 @@ cdef class Producer:
         """Returns 1 if accepted (late rows included), 0 if full and not waiting."""
         cdef int rc
         while True:
-            rc = lp_ring_push(self.c_ring, values, 0)
+            rc = lp_ring_push(self.c_ring, values)
             if rc == LP_PUSH_OK or rc == LP_PUSH_LATE:
                 return 1
             if rc == LP_PUSH_FULL:
@@ -723,17 +918,33 @@ cdef class Producer:
                 if not may_wait or self.c_ring.backpressure == LP_REJECT:
                     lp_fetch_add(&self.c_ring.rejected, 1)
                     return 0
-                with nogil:
-                    rc = lp_ring_wait_for_row(self.c_ring, values)
+                rc = self._wait_for_row(values)
                 if rc == LP_PUSH_OK:
                     continue
             if rc == LP_PUSH_CLOSED:
                 raise self.ring.closed_error()
             if rc == LP_PUSH_TOO_BIG:
-                raise SchemaError(
-                    f"the row's strings need more than half of the ring's "
-                    f"{self.c_ring.arena_size}-byte string arena; raise buffer_size")
+                # Its strings would take more than half of the string arena: the
+                # row goes as a batch of one (its strings in their own buffer),
+                # in order with everything else.
+                chunk, event_times = self._build(values, 1)
+                if self.ring.enqueue_batch(chunk, 1, event_times, may_wait):
+                    return 1
+                lp_fetch_add(&self.c_ring.rejected, 1)
+                return 0
             raise RuntimeError(f"unexpected ring result {rc}")
+
+    cdef int _wait_for_row(self, lp_value* values) except -1:
+        """Wait (GIL released) until the row fits; LP_PUSH_OK or LP_PUSH_CLOSED.
+        Ctrl-C raises KeyboardInterrupt, checked between slices of the wait;
+        the row is then not pushed."""
+        cdef int rc = LP_PUSH_FULL
+        while rc == LP_PUSH_FULL:
+            with nogil:
+                rc = lp_ring_wait_for_row(self.c_ring, values, SIGNAL_CHECK_US)
+            if rc == LP_PUSH_FULL:
+                PyErr_CheckSignals()
+        return rc
 
     cdef int _push(self, object row, bint may_wait) except -1:
         cdef lp_value stack_values[STACK_COLUMNS]
@@ -768,13 +979,20 @@ cdef class Producer:
         """Append one row if there is room now; never blocks. Returns False when full."""
         return self._push(row, False) == 1
 
-    def push_rows(self, rows):
-        """Append every row of a sequence, all or nothing on a bad row."""
+    def stage_rows(self, rows):
+        """Convert rows (a sequence of tuples, lists, dicts or records) into one
+        Arrow batch of the ring's schema, every row checked before anything is
+        built: ``(chunk, event_times)``, the event times an int64 array when the
+        ring has a watermark column (else None); None when there are no rows.
+        The batch is queued whole (`Ring.enqueue_batch`), so that ``push_batch``
+        is all or nothing."""
+        if not isinstance(rows, (list, tuple)):
+            rows = list(rows)
         cdef Py_ssize_t n = len(rows)
         cdef Py_ssize_t r
         cdef int width = self.ncolumns
         if n == 0:
-            return
+            return None
         cdef lp_value* values = <lp_value*>PyMem_Malloc(n * width * sizeof(lp_value))
         if values == NULL:
             raise MemoryError()
@@ -785,13 +1003,25 @@ cdef class Producer:
                     self._stage_row(rows[r], values + r * width, held)
                 except TypeError as exc:
                     raise type(exc)(f"row {r}: {exc}") from None
-            if self.c_ring.backpressure == LP_REJECT and (
-                    n > self.c_ring.capacity - lp_ring_pending(self.c_ring)):
-                lp_fetch_add(&self.c_ring.rejected, n)
-                raise FullError(
-                    f"{n} rows do not fit the source ring ({lp_ring_pending(self.c_ring)} of "
-                    f"{self.c_ring.capacity} rows pending) and backpressure is 'reject'")
-            for r in range(n):
-                self._push_staged(values + r * width, True)
+            return self._build(values, n)
         finally:
             PyMem_Free(values)
+
+    cdef tuple _build(self, lp_value* values, Py_ssize_t n):
+        """``n`` staged rows as ``(chunk, event_times)`` (see `stage_rows`)."""
+        cdef ArrowChunk chunk = ArrowChunk.__new__(ArrowChunk)
+        cdef ArrowError error
+        cdef int64_t[::1] times
+        cdef Py_ssize_t r
+        cdef int wc = self.c_ring.watermark_column
+        if lp_rows_to_array(self.c_ring, values, n, &chunk.array, &error) != 0:
+            raise SchemaError(error.message.decode(errors="replace"))
+        if ArrowSchemaDeepCopy(&self.c_ring.schema, &chunk.schema) != 0:
+            raise MemoryError("copying the ring schema failed")
+        if wc < 0:
+            return chunk, None
+        event_times = np.empty(n, dtype=np.int64)
+        times = event_times
+        for r in range(n):
+            times[r] = values[r * self.ncolumns + wc].i
+        return chunk, event_times

@@ -159,3 +159,99 @@ int64_t lp_ring_take(lp_ring* ring, int64_t max_rows, struct ArrowArray* out,
     return n;
   }
 }
+
+/* ---- staged rows → Arrow ----------------------------------------------- */
+
+/* Column c of `nrows` staged rows (row-major: values[r * ncolumns + c]). */
+static ArrowErrorCode lp_build_column(const lp_column* col, const lp_value* values, int ncolumns,
+                                      int c, int64_t nrows, struct ArrowArray* child) {
+  int64_t null_count = 0;
+  for (int64_t r = 0; r < nrows; r++) null_count += values[r * ncolumns + c].is_null;
+  if (null_count > 0) {
+    struct ArrowBitmap* validity = ArrowArrayValidityBitmap(child);
+    NANOARROW_RETURN_NOT_OK(ArrowBitmapReserve(validity, nrows));
+    for (int64_t r = 0; r < nrows; r++) {
+      ArrowBitmapAppendUnsafe(validity, !values[r * ncolumns + c].is_null, 1);
+    }
+  }
+  if (col->type == LP_BOOL) {
+    struct ArrowBitmap bits;
+    ArrowBitmapInit(&bits);
+    ArrowErrorCode rc = ArrowBitmapReserve(&bits, nrows);
+    if (rc != NANOARROW_OK) {
+      ArrowBitmapReset(&bits);
+      return rc;
+    }
+    for (int64_t r = 0; r < nrows; r++) {
+      const lp_value* v = &values[r * ncolumns + c];
+      ArrowBitmapAppendUnsafe(&bits, !v->is_null && v->i != 0, 1);
+    }
+    NANOARROW_RETURN_NOT_OK(ArrowArraySetBuffer(child, 1, &bits.buffer));
+  } else if (col->type == LP_STRING) {
+    int64_t total = 0;
+    for (int64_t r = 0; r < nrows; r++) {
+      const lp_value* v = &values[r * ncolumns + c];
+      if (!v->is_null) total += v->len;
+    }
+    if (total > INT32_MAX) return EOVERFLOW;
+    struct ArrowBuffer* offsets = ArrowArrayBuffer(child, 1);
+    struct ArrowBuffer* data = ArrowArrayBuffer(child, 2);
+    NANOARROW_RETURN_NOT_OK(ArrowBufferReserve(offsets, (nrows + 1) * (int64_t)sizeof(int32_t)));
+    NANOARROW_RETURN_NOT_OK(ArrowBufferReserve(data, total > 0 ? total : 1));
+    int32_t* out_offsets = (int32_t*)offsets->data;
+    int32_t offset = 0;
+    out_offsets[0] = 0;
+    for (int64_t r = 0; r < nrows; r++) {
+      const lp_value* v = &values[r * ncolumns + c];
+      if (!v->is_null && v->len > 0) {
+        memcpy(data->data + offset, v->str, (size_t)v->len);
+        offset += (int32_t)v->len;
+      }
+      out_offsets[r + 1] = offset;
+    }
+    offsets->size_bytes = (nrows + 1) * (int64_t)sizeof(int32_t);
+    data->size_bytes = total;
+  } else {
+    struct ArrowBuffer* buffer = ArrowArrayBuffer(child, 1);
+    NANOARROW_RETURN_NOT_OK(ArrowBufferReserve(buffer, nrows * col->width));
+    uint8_t* dst = buffer->data;
+    for (int64_t r = 0; r < nrows; r++, dst += col->width) {
+      const lp_value* v = &values[r * ncolumns + c];
+      switch (col->type) {
+        case LP_FLOAT64: *(double*)dst = v->is_null ? 0.0 : v->f; break;
+        case LP_FLOAT32: *(float*)dst = v->is_null ? 0.0f : (float)v->f; break;
+        case LP_INT64: case LP_TIMESTAMP: *(int64_t*)dst = v->is_null ? 0 : v->i; break;
+        case LP_INT32: case LP_DATE: *(int32_t*)dst = v->is_null ? 0 : (int32_t)v->i; break;
+        case LP_INT16: *(int16_t*)dst = v->is_null ? 0 : (int16_t)v->i; break;
+        default: return EINVAL;
+      }
+    }
+    buffer->size_bytes = nrows * col->width;
+  }
+  child->length = nrows;
+  child->null_count = null_count;
+  return NANOARROW_OK;
+}
+
+int lp_rows_to_array(const lp_ring* ring, const lp_value* values, int64_t nrows,
+                     struct ArrowArray* out, struct ArrowError* error) {
+  int rc = ArrowArrayInitFromSchema(out, &ring->schema, error);
+  if (rc != NANOARROW_OK) return rc;
+  for (int c = 0; c < ring->ncolumns && rc == NANOARROW_OK; c++) {
+    rc = lp_build_column(&ring->columns[c], values, ring->ncolumns, c, nrows, out->children[c]);
+  }
+  if (rc != NANOARROW_OK) {
+    if (rc == EOVERFLOW) {
+      ArrowErrorSet(error, "the batch's strings in one column exceed 2 GiB; split the batch");
+    } else {
+      ArrowErrorSet(error, "building an Arrow batch of %lld rows failed (%d)", (long long)nrows, rc);
+    }
+    out->release(out);
+    return rc;
+  }
+  out->length = nrows;
+  out->null_count = 0;
+  rc = ArrowArrayFinishBuildingDefault(out, error);
+  if (rc != NANOARROW_OK) out->release(out);
+  return rc;
+}

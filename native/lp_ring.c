@@ -157,11 +157,15 @@ static void lp_timed_wait(pthread_cond_t* cond, pthread_mutex_t* mutex, int64_t 
   pthread_cond_timedwait(cond, mutex, &ts);
 }
 
-int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg) {
+int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg,
+                           int64_t timeout_us) {
   int64_t spins = ring->wait.kind == LP_WAIT_SPIN_YIELD ? ring->wait.spins : 0;
+  int64_t deadline = lp_now_us() + timeout_us;
   for (int64_t i = 0;; i++) {
     if (lp_load_acquire(&ring->closed)) return LP_PUSH_CLOSED;
     if (has_space(ring, arg)) return LP_PUSH_OK;
+    /* The clock is read every 64 rounds only: spinning stays a tight loop. */
+    if ((i & 63) == 63 && lp_now_us() >= deadline) return LP_PUSH_FULL;
     if (ring->wait.kind == LP_WAIT_SPIN || i < spins) {
       lp_cpu_relax();
     } else if (ring->wait.kind == LP_WAIT_SPIN_YIELD && i < 2 * spins) {
@@ -169,11 +173,14 @@ int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t 
     } else {
       /* Park: spin_yield falls back here too, so a producer blocked on a slow
        * consumer stops burning a core. */
+      int64_t left = deadline - lp_now_us();
+      if (left <= 0) return LP_PUSH_FULL;
       pthread_mutex_lock(&ring->space_mutex);
       lp_fetch_add(&ring->space_parked, 1);
       lp_fence_seq_cst();
       if (!has_space(ring, arg) && !lp_load_acquire(&ring->closed)) {
-        lp_timed_wait(&ring->space_cond, &ring->space_mutex, LP_PARK_SLICE_US);
+        lp_timed_wait(&ring->space_cond, &ring->space_mutex,
+                      left < LP_PARK_SLICE_US ? left : LP_PARK_SLICE_US);
       }
       lp_fetch_add(&ring->space_parked, -1);
       pthread_mutex_unlock(&ring->space_mutex);
@@ -271,16 +278,13 @@ static int64_t lp_string_bytes(const lp_ring* ring, const lp_value* values) {
 }
 
 /* Called when the ring has no room (has_space == lp_slot_free) or its string
- * arena is short: make room, wait, or give up. */
-static int lp_on_full(lp_ring* ring, int wait, lp_space_predicate has_space, int64_t arg) {
+ * arena is short: make room (drop_oldest) and retry (-1), or answer FULL. The
+ * caller counts rejections, and waits (without the GIL) and retries. */
+static int lp_on_full(lp_ring* ring, lp_space_predicate has_space) {
   if (ring->backpressure == LP_DROP_OLDEST && lp_drop_oldest(ring, has_space == lp_slot_free)) {
     return -1;
   }
-  /* The caller counts rejections: a FULL answer may just mean "wait for me
-   * without holding the GIL, then retry". */
-  if (ring->backpressure == LP_REJECT || !wait) return LP_PUSH_FULL;
-  int rc = lp_ring_wait_for_space(ring, has_space, arg);
-  return rc == LP_PUSH_OK ? -1 : rc;
+  return LP_PUSH_FULL;
 }
 
 static inline void lp_write_row(lp_ring* ring, int64_t seq, const lp_value* values) {
@@ -316,7 +320,7 @@ static inline void lp_write_row(lp_ring* ring, int64_t seq, const lp_value* valu
   lp_store_relaxed(&ring->arena_head, head);
 }
 
-int lp_ring_push(lp_ring* ring, const lp_value* values, int wait) {
+int lp_ring_push(lp_ring* ring, const lp_value* values) {
   int wc = ring->watermark_column;
   if (wc >= 0 && values[wc].i < lp_ring_watermark(ring)) {
     if (lp_load_acquire(&ring->closed)) return LP_PUSH_CLOSED;
@@ -346,8 +350,7 @@ int lp_ring_push(lp_ring* ring, const lp_value* values, int wait) {
       if (lp_cas(&ring->claim, seq, seq + 1)) break;
       continue;
     }
-    int rc = slot_ok ? lp_on_full(ring, wait, lp_arena_free, (int64_t)(intptr_t)values)
-                     : lp_on_full(ring, wait, lp_slot_free, 0);
+    int rc = lp_on_full(ring, slot_ok ? lp_arena_free : lp_slot_free);
     if (rc >= 0) return rc;
   }
   if (multi) {
@@ -360,7 +363,8 @@ int lp_ring_push(lp_ring* ring, const lp_value* values, int wait) {
        * rows give way (counted as dropped). */
       int closing = lp_load_acquire(&ring->closed) != 0;
       if ((ring->backpressure == LP_DROP_OLDEST || closing) && lp_drop_oldest(ring, 0)) continue;
-      if (!closing) lp_ring_wait_for_space(ring, lp_arena_free, (int64_t)(intptr_t)values);
+      if (!closing) lp_ring_wait_for_space(ring, lp_arena_free, (int64_t)(intptr_t)values,
+                                           LP_PARK_SLICE_US);
     }
   }
   lp_write_row(ring, seq, values);
@@ -448,6 +452,6 @@ static int lp_row_fits(const lp_ring* ring, int64_t values_ptr) {
   return lp_slot_free(ring, 0) && lp_arena_free(ring, values_ptr);
 }
 
-int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values) {
-  return lp_ring_wait_for_space(ring, lp_row_fits, (int64_t)(intptr_t)values);
+int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values, int64_t timeout_us) {
+  return lp_ring_wait_for_space(ring, lp_row_fits, (int64_t)(intptr_t)values, timeout_us);
 }

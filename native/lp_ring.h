@@ -57,7 +57,7 @@ enum lp_wait_kind { LP_WAIT_SPIN = 0, LP_WAIT_SPIN_YIELD = 1, LP_WAIT_PARK = 2 }
 enum lp_push_result {
   LP_PUSH_OK = 0,
   LP_PUSH_LATE = 1,      /* older than the watermark: dropped and counted */
-  LP_PUSH_FULL = 2,      /* no room and the caller asked not to wait */
+  LP_PUSH_FULL = 2,      /* no room (yet: the caller may wait and retry) */
   LP_PUSH_CLOSED = 3,    /* the ring was closed before or while waiting */
   LP_PUSH_TOO_BIG = 4,   /* the row's strings can never fit the arena */
 };
@@ -147,14 +147,16 @@ int lp_ring_init(lp_ring* ring, int64_t capacity, int64_t arena_size, int ncolum
 void lp_ring_destroy(lp_ring* ring);
 void lp_ring_set_multi_producer(lp_ring* ring);
 
-/* Push one staged row. With `wait` = 0 a full ring answers LP_PUSH_FULL
- * instead of waiting (try_push, or a caller that waits without the GIL via
- * lp_ring_wait_for_row and retries); drop_oldest still makes room by dropping
- * ring rows older than the oldest queued batch. When the oldest pending data
- * is a queued batch, drop_oldest answers LP_PUSH_FULL too: the batch queue
- * lives in the Cython layer, which drops the batch and retries. */
-int lp_ring_push(lp_ring* ring, const lp_value* values, int wait);
-int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values);
+/* Push one staged row; never waits. A full ring answers LP_PUSH_FULL (after
+ * drop_oldest made what room it could by dropping ring rows older than the
+ * oldest queued batch); the caller waits with lp_ring_wait_for_row, without
+ * the GIL and in slices so that it can check for signals, and retries. When
+ * the oldest pending data is a queued batch, drop_oldest answers LP_PUSH_FULL
+ * too: the batch queue lives in the Cython layer, which drops the batch. */
+int lp_ring_push(lp_ring* ring, const lp_value* values);
+/* Wait until one more row with these values fits (slot and string arena);
+ * LP_PUSH_OK, LP_PUSH_CLOSED, or LP_PUSH_FULL once timeout_us passed. */
+int lp_ring_wait_for_row(lp_ring* ring, const lp_value* values, int64_t timeout_us);
 
 /* The struct<columns> schema of a ring, built with nanoarrow. */
 int lp_schema_init(struct ArrowSchema* schema, int ncolumns, const char** names,
@@ -165,6 +167,13 @@ int lp_schema_init(struct ArrowSchema* schema, int ncolumns, const char** names,
  * with `error` set. */
 int64_t lp_ring_take(lp_ring* ring, int64_t max_rows, struct ArrowArray* out,
                      struct ArrowError* error);
+
+/* Build a struct array of the ring's schema from `nrows` staged rows
+ * (row-major: values[r * ncolumns + c]), copying strings: a push_batch is
+ * queued whole, like an Arrow batch, so that it is admitted all or nothing.
+ * Returns 0, or an error code with `error` set. */
+int lp_rows_to_array(const lp_ring* ring, const lp_value* values, int64_t nrows,
+                     struct ArrowArray* out, struct ArrowError* error);
 
 int64_t lp_ring_watermark(const lp_ring* ring);
 void lp_ring_advance_watermark(lp_ring* ring, int64_t event_time);
@@ -182,10 +191,12 @@ void lp_ring_close(lp_ring* ring);
 /* Wake producers parked for space (after the batch queue shrank, on stop). */
 void lp_ring_wake_producers(lp_ring* ring);
 /* Wait per the ring's wait strategy until `has_space(ring, arg)` holds;
- * returns LP_PUSH_OK, or LP_PUSH_CLOSED when the ring closed meanwhile.
- * Call without the GIL: the consumer needs it to make room. */
+ * returns LP_PUSH_OK, LP_PUSH_CLOSED when the ring closed meanwhile, or
+ * LP_PUSH_FULL when timeout_us passed first (callers wait in slices and check
+ * for Ctrl-C between them). Call without the GIL: the consumer needs it. */
 typedef int (*lp_space_predicate)(const lp_ring* ring, int64_t arg);
-int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg);
+int lp_ring_wait_for_space(lp_ring* ring, lp_space_predicate has_space, int64_t arg,
+                           int64_t timeout_us);
 /* Predicate for a queued Arrow batch of `rows` rows: it fits the room left,
  * or the ring is empty (a batch larger than the capacity is admitted alone). */
 int lp_ring_batch_fits(const lp_ring* ring, int64_t rows);

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.config import WaitStrategy
-from laminar_polars.io.source import strings_as_views
+from laminar_polars.io.arrow import frame_of
 
 __all__ = ["Consumer", "Scheduler", "frame_of"]
 
@@ -33,19 +33,6 @@ class Consumer(Protocol):
     def on_batch(self, frame: pl.DataFrame, watermark: int) -> None: ...
 
     def on_end(self) -> None: ...
-
-
-def frame_of(segments: list[Any], schema: pl.Schema) -> pl.DataFrame:
-    """One frame from the segments a ring hands out, in order."""
-    frames = [
-        pl.DataFrame(segment) if isinstance(segment, _native.ArrowChunk)
-        else pl.from_arrow(strings_as_views(segment))  # pa.Table queued by push_arrow
-        for segment in segments
-    ]
-    frames = [f if f.schema == schema else f.cast(dict(schema)) for f in frames]  # type: ignore[union-attr]
-    if len(frames) == 1:
-        return frames[0]  # type: ignore[return-value]
-    return pl.concat(frames, how="vertical", rechunk=False)  # type: ignore[arg-type]
 
 
 class _Route:

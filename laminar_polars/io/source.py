@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from laminar_polars import _native
-from laminar_polars.catalog import ColumnType, SourceDef
+from laminar_polars.catalog import ColumnDef, ColumnType, SourceDef
 from laminar_polars.errors import Closed, Full, SchemaError
 
-__all__ = ["Source", "strings_as_views"]
+__all__ = ["Source"]
 
 _ARROW_TYPE = {
     ColumnType.STRING: pa.string(),
@@ -50,29 +51,32 @@ _ARROW_TYPE = {
     ColumnType.TIMESTAMP: pa.timestamp("us"),
     ColumnType.DATE: pa.date32(),
 }
-_PYTHON_TYPE = {
+# What a record type's field may be annotated with, per column type: the
+# Python types a push takes, and the numpy scalars standing for them.
+_PYTHON_TYPE: dict[ColumnType, tuple[type, ...]] = {
     ColumnType.STRING: (str,),
-    ColumnType.FLOAT64: (float, int),
-    ColumnType.FLOAT32: (float, int),
-    ColumnType.INT64: (int,),
-    ColumnType.INT32: (int,),
-    ColumnType.INT16: (int,),
-    ColumnType.BOOLEAN: (bool,),
-    ColumnType.TIMESTAMP: (dt.datetime, int),
-    ColumnType.DATE: (dt.date, int),
+    ColumnType.FLOAT64: (float, int, np.floating, np.integer),
+    ColumnType.FLOAT32: (float, int, np.floating, np.integer),
+    ColumnType.INT64: (int, np.integer),
+    ColumnType.INT32: (int, np.integer),
+    ColumnType.INT16: (int, np.integer),
+    ColumnType.BOOLEAN: (bool, np.bool_),
+    ColumnType.TIMESTAMP: (dt.datetime, int, np.datetime64, np.integer),
+    ColumnType.DATE: (dt.date, int, np.datetime64, np.integer),
+}
+
+# What Python's datetime and date hold (years 1 to 9999), as int64 microseconds
+# and int32 days: every value a source accepts reads back.
+_TIME_RANGE = {
+    ColumnType.TIMESTAMP: (_native.MIN_TIMESTAMP_US, _native.MAX_TIMESTAMP_US),
+    ColumnType.DATE: (_native.MIN_DATE_DAYS, _native.MAX_DATE_DAYS),
+}
+_RANGE_TEXT = {
+    ColumnType.TIMESTAMP: _native.TIMESTAMP_RANGE,
+    ColumnType.DATE: "0001-01-01 to 9999-12-31",
 }
 
 _native.set_errors(SchemaError, Full, Closed)
-
-
-def strings_as_views(table: pa.Table) -> pa.Table:
-    """String columns as Arrow string_view, which Polars imports without a
-    copy. Converting first (pyarrow, ~2 ns a row) and importing beats letting
-    Polars import UTF-8 (~5 ns a row, it copies every string)."""
-    for i, field in enumerate(table.schema):
-        if not pa.types.is_string_view(field.type) and _is_string(field.type):
-            table = table.set_column(i, field.name, table.column(i).cast(pa.string_view()))
-    return table
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -94,14 +98,24 @@ def _castable(source: pa.DataType, target: ColumnType) -> bool:
     return pa.types.is_date(source)
 
 
-def _to_micros(value: dt.datetime | int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (dt.datetime, int)):
+def _to_micros(value: dt.datetime | int | np.datetime64) -> int:
+    """A watermark as int microseconds: a datetime (aware ones in UTC), a numpy
+    datetime64 or int microseconds, within the TIMESTAMP range."""
+    if isinstance(value, np.datetime64) and not np.isnat(value):
+        micros = _native.datetime64_micros(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        micros = int(value)
+    elif isinstance(value, dt.datetime) and value == value:  # NaT is no time
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        micros = (value - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+    else:
         raise SchemaError(f"a watermark is a datetime or int microseconds, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return (value - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+    if not _native.MIN_TIMESTAMP_US <= micros <= _native.MAX_TIMESTAMP_US:
+        raise SchemaError(
+            f"a watermark of {value!r} is out of the TIMESTAMP range ({_native.TIMESTAMP_RANGE})"
+        )
+    return micros
 
 
 class Source(_native.Producer):
@@ -120,12 +134,17 @@ class Source(_native.Producer):
 
     # -- rows (push / try_push are inherited from the native producer) --------
     def push_batch(self, rows: Sequence[Any]) -> None:
-        """Push a list of rows: all are checked first, so a bad row enqueues nothing.
+        """Push a list of rows, all or nothing.
 
-        With ``backpressure='reject'`` a batch larger than the free room raises
-        `Full` and enqueues nothing.
+        Every row is checked before any is enqueued, and the rows are then
+        admitted together, like one Arrow batch (see `push_arrow`, whose
+        backpressure rules apply): a bad row, `Full`, `Closed` or Ctrl-C
+        while waiting for room enqueues none of them.
         """
-        self.push_rows(rows)
+        staged = self.stage_rows(rows)
+        if staged is not None:
+            chunk, event_times = staged
+            self._enqueue(chunk, len(chunk), event_times, wait=True)
 
     # -- Arrow ----------------------------------------------------------------
     def push_arrow(self, data: Any, *, wait: bool = True) -> None:
@@ -133,9 +152,10 @@ class Source(_native.Producer):
         ``__arrow_c_stream__`` (pyarrow, Polars, pandas, DuckDB, nanoarrow).
 
         Columns are matched by name; compatible types are cast (an int column
-        into DOUBLE, ``timestamp[ns]`` into TIMESTAMP, ...), anything else raises
-        `SchemaError` and enqueues nothing. Fixed-width columns are not copied.
-        Rows older than the watermark are dropped and counted as late.
+        into DOUBLE, ``timestamp[ns]`` into TIMESTAMP floored to microseconds,
+        ...), anything else raises `SchemaError` and enqueues nothing.
+        Fixed-width columns are not copied. Rows older than the watermark
+        when the batch is admitted are dropped and counted as late.
 
         The batch's rows take room in the source's buffer exactly like pushed
         rows do (one capacity for both). When they do not fit, backpressure
@@ -148,54 +168,52 @@ class Source(_native.Producer):
         the engine to drain everything pending, ``'drop_oldest'`` drops it all,
         and ``'reject'`` always raises `Full` (split the batch or raise
         ``buffer_size``), so a rejecting source never holds more than its
-        capacity.
+        capacity. All or nothing: when it raises, no row of the batch is
+        enqueued or counted as late.
         """
         table = self._conform(_as_arrow_table(data))
-        table, max_event_time = self._drop_late(table)
-        if table.num_rows == 0:
+        if table.num_rows:
+            self._enqueue(table, table.num_rows, self._event_times(table), wait)
+
+    def _enqueue(self, data: Any, rows: int, event_times: np.ndarray | None, wait: bool) -> None:
+        if self.ring.enqueue_batch(data, rows, event_times, wait):
             return
-        if not self.ring.enqueue_batch(table, table.num_rows, max_event_time, wait):
-            rows = table.num_rows
-            self.ring.count_rejected(rows)
-            # With wait=True only 'reject' refuses.
-            why = "backpressure is 'reject'" if wait else "wait=False"
-            if wait and rows > self.capacity:
-                raise Full(
-                    f"source {self.name!r}: a batch of {rows} rows is larger than the source's "
-                    f"capacity ({self.capacity} rows) and {why}; split it or raise buffer_size"
-                )
+        self.ring.count_rejected(rows)
+        why = "backpressure is 'reject'" if wait else "wait=False"  # wait=True: only 'reject'
+        if wait and rows > self.capacity:
             raise Full(
-                f"source {self.name!r}: a batch of {rows} rows does not fit "
-                f"({self.pending} of {self.capacity} rows pending) and {why}"
+                f"source {self.name!r}: a batch of {rows} rows is larger than the source's "
+                f"capacity ({self.capacity} rows) and {why}; split it or raise buffer_size"
             )
+        raise Full(
+            f"source {self.name!r}: a batch of {rows} rows does not fit "
+            f"({self.pending} of {self.capacity} rows pending) and {why}"
+        )
 
     def _conform(self, table: pa.Table) -> pa.Table:
         columns = self.definition.columns
-        names = set(table.column_names)
+        names = table.column_names
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise SchemaError(
+                f"source {self.name!r}: the Arrow batch has column(s) {twice} more than once"
+            )
         missing = [c.name for c in columns if c.name not in names]
-        extra = sorted(names - set(self.definition.names))
+        extra = sorted(set(names) - set(self.definition.names))
         if missing or extra:
             raise SchemaError(
-                f"source {self.name!r}: Arrow batch columns {table.column_names} do not match "
+                f"source {self.name!r}: Arrow batch columns {names} do not match "
                 f"the schema {self.definition.names} (missing {missing}, unknown {extra})"
             )
         arrays = []
         for column in columns:
             array = table.column(column.name)
-            target = _ARROW_TYPE[column.type]
             if not _castable(array.type, column.type):
                 raise SchemaError(
                     f"source {self.name!r}: column {column.name!r} is {array.type} in the "
                     f"Arrow batch, cannot be read as {column.type.sql}"
                 )
-            if array.type != target and not _is_string(array.type):
-                try:
-                    array = array.cast(target)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise SchemaError(
-                        f"source {self.name!r}: column {column.name!r} ({array.type}) does "
-                        f"not fit {column.type.sql}: {exc}"
-                    ) from None
+            array = self._cast(column, array)
             if column.not_null and array.null_count:
                 raise SchemaError(
                     f"source {self.name!r}: column {column.name!r} is NOT NULL but the "
@@ -204,11 +222,40 @@ class Source(_native.Producer):
             arrays.append(array)
         return pa.Table.from_arrays(arrays, names=self.definition.names)
 
-    def _drop_late(self, table: pa.Table) -> tuple[pa.Table, int]:
-        """Drop rows older than the watermark as it stood when each arrived."""
+    def _cast(self, column: ColumnDef, array: pa.ChunkedArray) -> pa.ChunkedArray:
+        """``array`` as the column's Arrow type (strings stay as they are: the
+        engine reads every string layout); times floored to microseconds and
+        checked against the range Python's datetime and date hold."""
+        target = _ARROW_TYPE[column.type]
+        if pa.types.is_timestamp(array.type) and array.type.unit == "ns":
+            # Sub-microsecond parts drop toward the past, as a row push drops
+            # a pandas Timestamp's nanoseconds.
+            array = pc.floor_temporal(array, 1, "microsecond")
+        if array.type != target and not _is_string(array.type):
+            try:
+                array = array.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaError(
+                    f"source {self.name!r}: column {column.name!r} ({array.type}) does "
+                    f"not fit {column.type.sql}: {exc}"
+                ) from None
+        if column.type in _TIME_RANGE and array.null_count < len(array):
+            low, high = _TIME_RANGE[column.type]
+            extremes = pc.min_max(array.cast(pa.int64() if column.type is ColumnType.TIMESTAMP
+                                             else pa.int32()))
+            if extremes["min"].as_py() < low or extremes["max"].as_py() > high:
+                raise SchemaError(
+                    f"source {self.name!r}: column {column.name!r} has values outside the "
+                    f"{column.type.sql} range ({_RANGE_TEXT[column.type]})"
+                )
+        return array
+
+    def _event_times(self, table: pa.Table) -> np.ndarray | None:
+        """The event-time column as int64 microseconds (one chunk is not
+        copied); None without a watermark."""
         watermark = self.definition.watermark
-        if watermark is None or table.num_rows == 0:
-            return table, _native.NO_WATERMARK
+        if watermark is None:
+            return None
         column = table.column(watermark.column)
         if column.null_count:
             raise SchemaError(
@@ -216,16 +263,14 @@ class Source(_native.Producer):
                 f"watermark column) and cannot be null; the Arrow batch has "
                 f"{column.null_count} null(s)"
             )
-        current = self.ring.watermark
-        if current == _native.CLOSED_WATERMARK:
-            raise self.ring.closed_error(f"source {self.name!r} is closed")
-        late_count, max_event_time, keep = _native.late_rows(
-            _event_times(column), current, watermark.delay_us
-        )
-        if late_count:
-            self.ring.count_late(late_count)
-            table = table.filter(pa.array(np.frombuffer(keep, dtype=np.bool_)))
-        return table, max_event_time
+        views = [
+            np.frombuffer(chunk.buffers()[1], dtype=np.int64, count=len(chunk) + chunk.offset)[
+                chunk.offset:
+            ]
+            for chunk in column.chunks
+            if len(chunk)
+        ]
+        return views[0] if len(views) == 1 else np.concatenate(views)
 
     # -- event time, lifecycle ------------------------------------------------
     def watermark(self, ts: dt.datetime | int) -> None:
@@ -261,18 +306,6 @@ class Source(_native.Producer):
 
     def __repr__(self) -> str:
         return f"<Source {self.name!r} {self.channel} pending={self.pending}/{self.capacity}>"
-
-
-def _event_times(column: pa.ChunkedArray) -> np.ndarray:
-    """A timestamp[us] column's int64 microseconds; one chunk is not copied."""
-    views = [
-        np.frombuffer(chunk.buffers()[1], dtype=np.int64, count=len(chunk) + chunk.offset)[
-            chunk.offset:
-        ]
-        for chunk in column.chunks
-        if len(chunk)
-    ]
-    return views[0] if len(views) == 1 else np.concatenate(views)
 
 
 def _as_arrow_table(data: Any) -> pa.Table:
@@ -314,11 +347,11 @@ def _check_record_type(definition: SourceDef, record_type: type) -> None:
             + (" in that order" if ordered else "")
         )
     for name, hint in fields:
-        if hint is None:
-            continue
         column = definition.column(name)
         allowed = _PYTHON_TYPE[column.type]
         options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if hint is None or typing.Any in options:  # unannotated or Any: anything goes
+            continue
         if not any(isinstance(o, type) and issubclass(o, allowed) for o in options):
             raise SchemaError(
                 f"record type {record_type.__name__}.{name} is annotated {hint!r}; column "
