@@ -290,6 +290,18 @@ def _micros(what: str, duration: ir.Duration, signed: bool = False) -> int:
     if nanoseconds % 1000:
         raise PlanError(f"group_by_dynamic {what} is not a whole number of microseconds")
     if nanoseconds <= 0 and not signed:
-        raise PlanError(f"group_by_dynamic {what} must be positive")
+        raise PlanError(f"group_by_dynamic {what} must be positive, "
+                        f"got {_duration_text(nanoseconds)}")
     return nanoseconds // 1000
+
+
+def _duration_text(nanoseconds: int) -> str:
+    """A fixed duration as Polars writes one: ``-2s``, ``500ms``, ``0s``."""
+    if nanoseconds == 0:
+        return "0s"
+    for unit, size in (("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("m", 60 * 10**9),
+                       ("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if nanoseconds % size == 0:
+            return f"{nanoseconds // size}{unit}"
+    return f"{nanoseconds}ns"
 

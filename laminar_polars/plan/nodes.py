@@ -37,6 +37,8 @@ from typing import Literal
 
 import polars as pl
 
+from laminar_polars.errors import PlanError
+
 __all__ = [
     "WINDOW_END",
     "WINDOW_START",
@@ -122,12 +124,15 @@ class WindowSpec:
     origin: Literal["epoch", "first_row"] = "epoch"
 
     def __post_init__(self) -> None:
+        # The front ends refuse these with messages in their own words; this is
+        # the backstop for any other way a plan is built.
         if self.size_us <= 0:
-            raise ValueError("a window's size (or session gap) must be positive")
+            what = "session gap" if self.kind == "session" else "window size"
+            raise PlanError(f"a {what} must be positive, got {self.size_us}us")
         if self.kind == "tumble" and self.slide_us in (0, self.size_us):
             object.__setattr__(self, "slide_us", self.size_us)
         elif self.kind == "hop" and self.slide_us <= 0:
-            raise ValueError("a hopping window needs a positive slide")
+            raise PlanError(f"a hopping window's slide must be positive, got {self.slide_us}us")
         elif self.kind == "session":
             object.__setattr__(self, "slide_us", 0)
 

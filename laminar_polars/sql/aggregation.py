@@ -32,6 +32,9 @@ from laminar_polars.sql.semantics import interval_us, node_text
 __all__ = ["Aggregation"]
 
 _WINDOW_ARITY = {"tumble": (2, 3), "hop": (3, 4), "session": (2, 2)}
+# The names of each window function's arguments after the time column.
+_WINDOW_ARGS = {"tumble": ("size", "offset"), "hop": ("slide", "size", "offset"),
+                "session": ("gap",)}
 _WINDOW_USAGE = {"tumble": "tumble(ts, size [, offset])",
                  "hop": "hop(ts, slide, size [, offset])", "session": "session(ts, gap)"}
 _AGG_FUNCS: dict[type[exp.Expression], str] = {
@@ -70,17 +73,34 @@ def _window_call(node: exp.Expression, scope: Translator) -> _Window | None:
     if not low <= len(args) <= high or not isinstance(args[0], exp.Column):
         raise PlanError(f"{name}: expected {_WINDOW_USAGE[kind].replace(kind, name, 1)}, "
                         f"got {node_text(node)}")
-    durations = [interval_us(arg) for arg in args[1:]]
-    if kind == "hop":
-        slide, size, *offset = durations
-    else:
-        size, *offset = durations
-        slide = size
-    try:
-        spec = WindowSpec(kind, size, slide, offset[0] if offset else 0)  # type: ignore[arg-type]
-    except ValueError as error:
-        raise PlanError(f"{node_text(node)}: {error}") from None
+    lengths = dict(zip(_WINDOW_ARGS[kind], args[1:], strict=False))
+    micros = {what: _length(node, what, arg) for what, arg in lengths.items()}
+    size = micros["gap" if kind == "session" else "size"]
+    slide = micros.get("slide", size)
+    if slide > size:
+        # Legal (rows between windows belong to none), but in SQL almost always
+        # the arguments swapped; Polars' every/period (LazyFrames) stays accepted.
+        slide_text, size_text = node_text(lengths["slide"]), node_text(lengths["size"])
+        raise PlanError(
+            f"{node_text(node)}: hop takes the slide first, then the size: "
+            f"hop(ts, slide, size), and the slide must not exceed the size; here the slide "
+            f"{slide_text} is longer than the size {size_text}, so rows between windows "
+            f"would belong to none. Did you mean hop(ts, {size_text}, {slide_text})?"
+        )
+    spec = WindowSpec(kind, size, slide, micros.get("offset", 0))  # type: ignore[arg-type]
     return _Window(kind, suffix == "end", scope.column_name(args[0]), spec)
+
+
+def _length(call: exp.Expression, what: str, arg: exp.Expression) -> int:
+    """A window argument in microseconds; a size, slide or gap must be positive."""
+    if what == "offset":
+        return interval_us(arg)
+    negative = isinstance(arg, exp.Neg) or (
+        isinstance(arg, exp.Interval) and arg.this.name.strip().startswith("-"))
+    if negative or interval_us(arg) <= 0:
+        raise PlanError(f"{node_text(call)}: the window's {what} must be positive, "
+                        f"got {node_text(arg)}")
+    return interval_us(arg)
 
 
 class Aggregation:

@@ -6,6 +6,7 @@ subquery in FROM) and builds:
 * no GROUP BY and no aggregate → `RowMap` (``WHERE`` → ``filter``, select list → ``select``);
 * ``GROUP BY`` with one ``tumble(ts, size [, offset])``, ``hop(ts, slide, size [, offset])``
   or ``session(ts, gap)`` → `WindowAgg` (``EMIT ON WINDOW CLOSE`` unless ``EMIT ON UPDATE``);
+  sizes, slides and gaps must be positive, and a hop's slide must not exceed its size;
 * any other ``GROUP BY``, or aggregates without one → `KeyedAgg` (a continuous aggregate).
 
 The aggregating plans are built in `laminar_polars.sql.aggregation`; the select
