@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import os
 import re
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,7 +36,9 @@ __all__ = [
     "WaitStrategy",
     "WalMode",
     "Watermark",
+    "check_source_durability",
     "parse_duration",
+    "prepare_data_dir",
 ]
 
 Duration = dt.timedelta | int | float | str
@@ -239,6 +243,15 @@ class SourceConfig:
 class Config:
     """Database-wide settings (SPEC §2). `validate()` runs in :func:`open`.
 
+    Every setting takes effect or is refused: ``core_affinity`` pins the engine
+    thread to that CPU (Linux); ``workers`` must be 1 until partitioned workers
+    are built; ``data_dir`` is created when the database opens (durability itself
+    is not built yet: it warns and keeps state in memory).
+
+    >>> Config(workers=2).validate()
+    Traceback (most recent call last):
+    ...
+    laminar_polars.errors.ConfigError: workers=2: partitioned workers are not built yet; ...
     >>> Config(buffer_size=1000).validate()
     Traceback (most recent call last):
     ...
@@ -267,12 +280,76 @@ class Config:
             raise ConfigError("wal_mode requires checkpoint_interval")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"workers: expected an int >= 1, got {self.workers!r}")
-        if self.core_affinity is not None and (
-            not isinstance(self.core_affinity, int) or self.core_affinity < 0
-        ):
+        if self.workers > 1:
             raise ConfigError(
-                f"core_affinity: expected a CPU index >= 0, got {self.core_affinity!r}"
+                f"workers={self.workers}: partitioned workers are not built yet; one engine "
+                "thread runs every view (use workers=1)"
             )
+        if self.core_affinity is not None:
+            _check_core_affinity(self.core_affinity)
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
         return self
+
+
+def _check_core_affinity(cpu: object) -> None:
+    """The engine thread pins itself to ``cpu`` (`os.sched_setaffinity`): the
+    platform must be able to, and the CPU must be one this process may run on."""
+    if not isinstance(cpu, int) or isinstance(cpu, bool) or cpu < 0:
+        raise ConfigError(f"core_affinity: expected a CPU index >= 0, got {cpu!r}")
+    if not hasattr(os, "sched_setaffinity") or not hasattr(os, "sched_getaffinity"):
+        raise ConfigError(
+            "core_affinity is not supported on this platform (it needs os.sched_setaffinity, "
+            "which Linux has); leave it None"
+        )
+    available = sorted(os.sched_getaffinity(0))
+    if cpu not in available:
+        raise ConfigError(
+            f"core_affinity: CPU {cpu} is not available to this process; "
+            f"available CPUs: {', '.join(map(str, available))}"
+        )
+
+
+_NOT_IMPLEMENTED = (
+    "durability (data_dir, checkpoint_interval, wal_mode) is not implemented yet: "
+    "no write-ahead log or checkpoint is written; this database keeps its state in memory only"
+)
+
+
+def prepare_data_dir(config: Config) -> None:
+    """Create ``config.data_dir`` (parents too) for a database being opened.
+
+    Raises `ConfigError` naming the path when it cannot be created (e.g. it is,
+    or lies under, a regular file). Durability itself is not built yet, so a
+    ``data_dir`` warns that the state stays in memory only.
+    """
+    if config.data_dir is None:
+        return
+    path = Path(config.data_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"data_dir {str(path)!r} exists and is not a directory") from None
+    except OSError as error:
+        raise ConfigError(
+            f"data_dir {str(path)!r} cannot be created: {error.strerror or error}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"data_dir {str(path)!r} is not writable")
+    warnings.warn(_NOT_IMPLEMENTED, stacklevel=4)
+
+
+def check_source_durability(source: str, settings: SourceConfig, config: Config) -> None:
+    """A source's own ``checkpoint_interval`` / ``wal_mode`` need the database's
+    ``data_dir`` (`ConfigError` without one); with one, they warn as the
+    database's do, since durability is not built yet."""
+    options = [name for name in ("checkpoint_interval", "wal_mode")
+               if getattr(settings, name) is not None]
+    if not options:
+        return
+    if config.data_dir is None:
+        raise ConfigError(
+            f"source {source!r}: {' and '.join(options)} needs the database's data_dir "
+            "(durable state is kept there); open it with lp.Config(data_dir=...)"
+        )
+    warnings.warn(f"source {source!r}: {_NOT_IMPLEMENTED}", stacklevel=4)

@@ -30,7 +30,6 @@ shape: (1, 3)
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,7 +37,13 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.catalog import Catalog, SinkDef, SourceDef, ViewDef
-from laminar_polars.config import Config, SourceConfig, Watermark
+from laminar_polars.config import (
+    Config,
+    SourceConfig,
+    Watermark,
+    check_source_durability,
+    prepare_data_dir,
+)
 from laminar_polars.definitions import relation_of, source_definition
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.view import ViewRuntime
@@ -67,19 +72,15 @@ class LaminarDB:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = (config or Config()).validate()
-        if self.config.checkpoint_interval is not None or self.config.wal_mode is not None:
-            warnings.warn(
-                "durability (checkpoint_interval / wal_mode) is not implemented yet; "
-                "this database keeps its state in memory only",
-                stacklevel=3,
-            )
+        prepare_data_dir(self.config)
         self.catalog = Catalog()
         self._doorbell = _native.Doorbell()
         self._rings: dict[str, _native.Ring] = {}
         self._sinks: dict[str, Sink] = {}
         self._feeds: dict[str, SinkFeed] = {}
         self._views: dict[str, ViewRuntime] = {}
-        self._scheduler = Scheduler(self._doorbell, self._engine_failed)
+        self._scheduler = Scheduler(self._doorbell, self._engine_failed,
+                                    cpu=self.config.core_affinity)
         self._lock = threading.RLock()
         self._state = "created"  # created → running → stopped
         self._error: BaseException | None = None
@@ -195,6 +196,7 @@ class LaminarDB:
             self._check_open()
             self.catalog.check_new_relation(definition.name)
             definition.config.validate()
+            check_source_durability(definition.name, definition.config, self.config)
             ring = make_ring(definition, self.config.buffer_size, self._doorbell)
             self.catalog.sources[definition.name] = definition
             self._rings[definition.name] = ring

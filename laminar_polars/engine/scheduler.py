@@ -12,6 +12,7 @@ a sink reading a source directly is the simplest one.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -20,6 +21,7 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.config import WaitStrategy
+from laminar_polars.errors import ConfigError
 from laminar_polars.io.arrow import frame_of
 
 __all__ = ["Consumer", "Scheduler", "frame_of"]
@@ -49,9 +51,13 @@ class _Route:
 class Scheduler:
     """Drains source rings into consumers on a background thread."""
 
-    def __init__(self, doorbell: _native.Doorbell, on_error: Callable[[BaseException], None]):
+    def __init__(self, doorbell: _native.Doorbell, on_error: Callable[[BaseException], None],
+                 *, cpu: int | None = None):
         self.doorbell = doorbell
         self.on_error = on_error
+        self.cpu = cpu  # Config.core_affinity: the CPU the thread pins itself to
+        self.pinned = threading.Event()
+        self.pin_error: OSError | None = None
         self.routes: dict[str, _Route] = {}
         self.wait = WaitStrategy.spin_yield(100)
         self.lock = threading.RLock()  # guards routes against DDL while running
@@ -90,8 +96,10 @@ class Scheduler:
         if self.thread is not None:
             return
         self.running = True
+        self.pinned.clear()
         self.thread = threading.Thread(target=self._run, name="laminar-scheduler", daemon=True)
         self.thread.start()
+        self._await_pin()
 
     def stop(self) -> None:
         """Drain everything pushed so far, stop the thread, end every consumer."""
@@ -107,7 +115,30 @@ class Scheduler:
                 for consumer in list(route.consumers):
                     consumer.on_end()
 
+    def _pin(self) -> None:
+        """On the scheduler thread: pin it to ``self.cpu`` (if set), then let
+        `start` return. A CPU that went away since `open()` checked it stops
+        the thread before it drains anything."""
+        try:
+            if self.cpu is not None:
+                os.sched_setaffinity(0, {self.cpu})  # 0: the calling thread
+        except OSError as error:
+            self.pin_error = error
+            self.running = False
+        finally:
+            self.pinned.set()
+
+    def _await_pin(self) -> None:
+        self.pinned.wait()
+        if self.pin_error is not None:
+            assert self.thread is not None
+            self.thread.join()
+            self.thread = None
+            raise ConfigError(f"core_affinity: cannot pin the engine thread to CPU {self.cpu}: "
+                              f"{self.pin_error}")
+
     def _run(self) -> None:
+        self._pin()
         try:
             while self.running:
                 seen = self.doorbell.rung
