@@ -54,6 +54,12 @@ class ColumnType(enum.Enum):
     def sql(self) -> str:
         return _SQL_NAME[self]
 
+    @property
+    def ring_width(self) -> int:
+        """Bytes a value takes in a ring slot (a string: offset and length; its
+        bytes live in the ring's arena)."""
+        return _RING_WIDTH[self]
+
     @classmethod
     def from_sql(cls, name: str) -> ColumnType:
         try:
@@ -96,6 +102,13 @@ _SQL_NAME = {
     ColumnType.BOOLEAN: "BOOLEAN",
     ColumnType.TIMESTAMP: "TIMESTAMP",
     ColumnType.DATE: "DATE",
+}
+_RING_WIDTH = {
+    ColumnType.STRING: 16,
+    ColumnType.FLOAT64: 8, ColumnType.INT64: 8, ColumnType.TIMESTAMP: 8,
+    ColumnType.FLOAT32: 4, ColumnType.INT32: 4, ColumnType.DATE: 4,
+    ColumnType.INT16: 2,
+    ColumnType.BOOLEAN: 1,
 }
 _FROM_SQL = {
     **{name: ColumnType.STRING for name in ("VARCHAR", "TEXT", "STRING")},
@@ -155,6 +168,21 @@ class SourceDef:
     @property
     def polars_schema(self) -> pl.Schema:
         return pl.Schema({c.name: c.type.polars for c in self.columns})
+
+    def ring_bytes(self, capacity: int) -> int:
+        """Bytes the native ring of ``capacity`` rows allocates (and touches) up
+        front: per slot 8 bytes of bookkeeping plus each column's value and
+        validity byte, and with any string column a string arena of 64 bytes a
+        slot (at least 64 KiB), rounded up to a power of two.
+
+        >>> SourceDef("s", [ColumnDef("x", ColumnType.INT64)]).ring_bytes(1024)
+        17408
+        """
+        slot = 8 + sum(c.type.ring_width + 1 for c in self.columns)
+        arena = 0
+        if any(c.type is ColumnType.STRING for c in self.columns):
+            arena = 1 << (max(capacity * 64, 1 << 16) - 1).bit_length()
+        return capacity * slot + arena
 
     def column(self, name: str) -> ColumnDef:
         for column in self.columns:

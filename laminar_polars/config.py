@@ -36,8 +36,10 @@ __all__ = [
     "WaitStrategy",
     "WalMode",
     "Watermark",
+    "check_ring_memory",
     "check_source_durability",
     "parse_duration",
+    "physical_memory",
     "prepare_data_dir",
 ]
 
@@ -195,12 +197,54 @@ def _to_micros(delta: dt.timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+MAX_BUFFER_SIZE = 1 << 31
+# The least a ring slot takes (8 bytes of bookkeeping, one BOOLEAN and its validity
+# byte); `catalog.SourceDef.ring_bytes` counts a real schema.
+MIN_SLOT_BYTES = 10
+
+
 def _check_buffer_size(value: object, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{what}: expected an int power of two, got {value!r}")
     if value < 2 or value & (value - 1):
         raise ConfigError(f"{what}: must be a power of two >= 2, got {value}")
+    if value > MAX_BUFFER_SIZE:
+        raise ConfigError(f"{what}: at most 2**31 ({MAX_BUFFER_SIZE}) rows, got {value}")
     return value
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes_text(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        count_in_unit = count / 1024
+        if count_in_unit < 1024 or unit == "TiB":
+            return f"{count_in_unit:.1f} {unit}"
+        count = count_in_unit  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def check_ring_memory(what: str, rows: int, nbytes: int, *, at_least: str = "") -> None:
+    """Refuse a ring of ``rows`` taking ``nbytes`` when that is over half the
+    machine's memory: the native ring touches every slot up front, so it would
+    not fail cleanly but get the process killed. ``at_least`` says why
+    ``nbytes`` is only a lower bound."""
+    memory = physical_memory()
+    if memory is None or nbytes <= memory // 2:
+        return
+    size = f"at least {_bytes_text(nbytes)} ({at_least})" if at_least else _bytes_text(nbytes)
+    raise ConfigError(
+        f"{what} would take {size}; this machine has {_bytes_text(memory)} of memory "
+        "and a ring may take at most half; use a smaller buffer_size"
+    )
 
 
 def _optional_duration(value: Duration | None, what: str) -> dt.timedelta | None:
@@ -268,6 +312,9 @@ class Config:
     def validate(self) -> Config:
         """Check and normalise the settings; raise `ConfigError` on the first problem."""
         _check_buffer_size(self.buffer_size, "buffer_size")
+        check_ring_memory(f"buffer_size: a ring of {self.buffer_size} rows",
+                          self.buffer_size, self.buffer_size * MIN_SLOT_BYTES,
+                          at_least=f"{MIN_SLOT_BYTES} bytes a row, for a single BOOLEAN column")
         self.checkpoint_interval = _optional_duration(
             self.checkpoint_interval, "checkpoint_interval"
         )

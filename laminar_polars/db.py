@@ -41,6 +41,7 @@ from laminar_polars.config import (
     Config,
     SourceConfig,
     Watermark,
+    check_ring_memory,
     check_source_durability,
     prepare_data_dir,
 )
@@ -196,6 +197,9 @@ class LaminarDB:
             self._check_open()
             self.catalog.check_new_relation(definition.name)
             definition.config.validate()
+            rows = definition.config.buffer_size or self.config.buffer_size
+            check_ring_memory(f"a ring of {rows} rows of source {definition.name!r}", rows,
+                              definition.ring_bytes(rows))
             check_source_durability(definition.name, definition.config, self.config)
             ring = make_ring(definition, self.config.buffer_size, self._doorbell)
             self.catalog.sources[definition.name] = definition
