@@ -255,6 +255,17 @@ class Catalog:
         except KeyError:
             raise CatalogError(self._unknown("source", name, self.sources)) from None
 
+    def table(self, name: str) -> pl.DataFrame:
+        """Registered table ``name``; a source or view of that name is not one."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            kind = self.relation_kind(name)
+            if kind is not None:
+                raise CatalogError(f"{name!r} is a {kind}, not a table; "
+                                   f"DROP {kind.upper()} drops it") from None
+            raise CatalogError(self._unknown("table", name, self.tables)) from None
+
     def sink(self, name: str) -> SinkDef:
         try:
             return self.sinks[name]

@@ -45,7 +45,7 @@ from laminar_polars.config import (
     check_source_durability,
     prepare_data_dir,
 )
-from laminar_polars.definitions import relation_of, source_definition
+from laminar_polars.definitions import relation_of, source_definition, table_frame
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.view import ViewRuntime
 from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
@@ -151,11 +151,80 @@ class LaminarDB:
             detach_reader(self._views, self._scheduler, runtime.input, runtime)
             del self.catalog.views[name]
 
-    def register_table(self, name: str, frame: pl.DataFrame) -> None:
-        """A static table ``db.query`` can read (and, later, lookup joins)."""
+    def register_table(self, name: str, frame: Any, replace: bool = False) -> None:
+        """Register a static table that ``db.query`` can read (and, later, lookup joins).
+
+        Parameters
+        ----------
+        name
+            The table's name; sources, views and tables share one namespace.
+        frame
+            A `polars.DataFrame`, or anything with ``__arrow_c_stream__`` (a
+            pyarrow Table, a pandas DataFrame, ...). It is converted to a
+            DataFrame of the table's own now, so changing ``frame`` later
+            changes nothing.
+        replace
+            Swap the table already registered as ``name`` for this one (a new
+            name is simply registered). A source or view is never replaced.
+
+        Raises
+        ------
+        SchemaError
+            ``frame`` is neither a DataFrame nor an Arrow stream (e.g. a dict).
+        CatalogError
+            ``name`` is taken: by a source or view, or by a table without
+            ``replace=True``.
+
+        Examples
+        --------
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR"], "rate": [1.1]}))
+        >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR"], "rate": [1.2]}), replace=True)
+        >>> db.query("SELECT rate FROM fx")["rate"].to_list()
+        [1.2]
+        >>> db.execute("SHOW TABLES")["name"].to_list()
+        ['fx']
+        >>> db.register_table("fx", {"ccy": ["EUR"]})
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.SchemaError: table 'fx': expected a polars.DataFrame or ..., got dict
+        """
+        table = table_frame(name, frame)
         with self._lock:
-            self.catalog.check_new_relation(name)
-            self.catalog.tables[name] = frame
+            kind = self.catalog.relation_kind(name)
+            if kind is not None and not (kind == "table" and replace):
+                hint = "only a table" if replace else "it" if kind == "table" else ""
+                raise CatalogError(f"{kind} {name!r} already exists"
+                                   + (f"; replace=True replaces {hint}" if hint else ""))
+            self.catalog.tables[name] = table
+
+    def drop_table(self, name: str) -> None:
+        """Drop registered table ``name`` (SQL: ``DROP TABLE [IF EXISTS] name``).
+
+        Raises `CatalogError` if there is no such table; a source or view of
+        that name is left alone (the error says which DROP drops it).
+
+        Examples
+        --------
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR"], "rate": [1.1]}))
+        >>> db.drop_table("fx")
+        >>> db.execute("SHOW TABLES").height
+        0
+        >>> db.execute("CREATE SOURCE trades (x BIGINT); DROP TABLE IF EXISTS trades")
+        >>> db.drop_table("trades")
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.CatalogError: 'trades' is a source, not a table; DROP SOURCE drops it
+        """
+        with self._lock:
+            self.catalog.table(name)
+            readers = self.catalog.readers_of(name)
+            if readers:
+                raise CatalogError(f"table {name!r} is still read by {sorted(readers)}")
+            del self.catalog.tables[name]
 
     def query(self, sql: str) -> pl.DataFrame:
         """Answer a SELECT over the current rows of views and registered tables.

@@ -1,8 +1,9 @@
 """Catalog definitions in the other shapes they take.
 
 `source_definition` turns ``db.create_source``'s arguments (a Polars schema)
-into the `SourceDef` that ``CREATE SOURCE`` also yields; `relation_of` gives a
-source or view as a plan sees it, a `Scan`.
+into the `SourceDef` that ``CREATE SOURCE`` also yields; `table_frame` turns
+what ``db.register_table`` was given into the frame the catalog keeps;
+`relation_of` gives a source or view as a plan sees it, a `Scan`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import polars as pl
 
 from laminar_polars.catalog import Catalog, ColumnDef, ColumnType, SourceDef
 from laminar_polars.config import SourceConfig, Watermark
-from laminar_polars.errors import CatalogError
+from laminar_polars.errors import CatalogError, SchemaError
 from laminar_polars.plan import Scan
 
-__all__ = ["relation_of", "source_definition"]
+__all__ = ["relation_of", "source_definition", "table_frame"]
 
 
 def source_definition(
@@ -41,6 +42,25 @@ def source_definition(
         for column, dtype in dict(schema).items()
     ]
     return SourceDef(name, columns, config)
+
+
+def table_frame(name: str, frame: object) -> pl.DataFrame:
+    """What ``db.register_table(name, frame)`` keeps: a `polars.DataFrame` of its
+    own (a caller changing ``frame`` later changes nothing), from a DataFrame or
+    anything exporting an Arrow stream (``__arrow_c_stream__``: a pyarrow Table
+    or RecordBatchReader, a pandas DataFrame, ...)."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.clone()
+    if hasattr(frame, "__arrow_c_stream__"):
+        try:
+            return pl.DataFrame(frame)
+        except Exception as error:  # whatever the exporter raised
+            raise SchemaError(f"table {name!r}: cannot read {type(frame).__name__} "
+                              f"as an Arrow stream: {error}") from error
+    raise SchemaError(
+        f"table {name!r}: expected a polars.DataFrame or an object with __arrow_c_stream__ "
+        f"(a pyarrow Table, a pandas DataFrame, ...), got {type(frame).__name__}"
+    )
 
 
 def relation_of(catalog: Catalog, name: str) -> Scan:

@@ -14,7 +14,6 @@ from typing import Protocol
 import polars as pl
 
 from laminar_polars.catalog import Catalog, SinkDef, SourceDef
-from laminar_polars.errors import CatalogError
 from laminar_polars.introspection import show_names
 from laminar_polars.plan import Node, Scan
 from laminar_polars.sql import (
@@ -61,6 +60,8 @@ class StatementTarget(Protocol):
 
     def drop_materialized_view(self, name: str) -> None: ...
 
+    def drop_table(self, name: str) -> None: ...
+
 
 def run_statement(db: StatementTarget, statement: Statement) -> pl.DataFrame | None:
     """Carry out one statement; a frame for SHOW / DESCRIBE / EXPLAIN / SELECT,
@@ -96,17 +97,15 @@ def _drop(db: StatementTarget, statement: Drop) -> None:
     # Under the lock, so nothing is created or dropped between the existence
     # check (which decides IF EXISTS) and the drop. Dropping an unknown name
     # without IF EXISTS is left to the drop method, which raises the catalog's
-    # "unknown" error before it changes anything.
+    # "unknown" error before it changes anything. IF EXISTS looks for an object
+    # of the statement's kind only: `DROP TABLE IF EXISTS s` leaves source s alone.
     with db._lock:
         kinds: dict[str, tuple[Collection[str], Callable[[str], None]]] = {
             "sink": (db.catalog.sinks, db.drop_sink),
             "source": (db.catalog.sources, db.drop_source),
             "materialized view": (db.catalog.views, db.drop_materialized_view),
+            "table": (db.catalog.tables, db.drop_table),
         }
-        if statement.kind not in kinds:
-            if not statement.if_exists:
-                raise CatalogError(f"unknown {statement.kind} {statement.name!r}")
-            return
         existing, drop = kinds[statement.kind]
         if statement.name in existing or not statement.if_exists:
             drop(statement.name)
