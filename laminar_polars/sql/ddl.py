@@ -6,7 +6,9 @@ is checked here (types, watermark, ``WITH`` options); queries stay sqlglot trees
 for the engine layer to plan.
 
 Errors: unreadable SQL → `SqlError` with the 1-based line and column of the bad
-token; a statement this engine does not run → `SqlError`; an unknown column type
+token (a leftover token is named with the word before it, and a word one typo
+away from a keyword gets "did you mean ...?"); a statement this engine does not
+run → `SqlError`; an unknown column type
 → `SchemaError`; an unknown or invalid ``WITH`` option → `ConfigError`.
 """
 
@@ -23,11 +25,13 @@ from laminar_polars.catalog import ColumnDef, ColumnType, SinkDef, SourceDef
 from laminar_polars.config import SourceConfig, Watermark, parse_duration
 from laminar_polars.errors import ConfigError, SqlError
 from laminar_polars.sql.dialect import (
+    STATEMENT_WORDS,
     SUPPORTED_STATEMENTS,
     EmitProperty,
     ExplainStatement,
     Laminar,
     TokenPositionError,
+    near_miss,
 )
 
 __all__ = [
@@ -189,8 +193,11 @@ def _statement(tree: exp.Expr) -> Statement:
 
 def _unsupported(tree: exp.Expr) -> SqlError:
     text = _text(tree)
+    words = text.split(maxsplit=1)
+    keyword = near_miss(words[0], STATEMENT_WORDS) if words else None
+    hint = f"; did you mean {keyword} instead of {words[0]!r}?" if keyword else ""
     text = text if len(text) <= 60 else text[:57] + "..."
-    return SqlError(f"unsupported statement {text!r}; supported: {SUPPORTED_STATEMENTS}")
+    return SqlError(f"unsupported statement {text!r}{hint}; supported: {SUPPORTED_STATEMENTS}")
 
 
 def _text(node: exp.Expr) -> str:

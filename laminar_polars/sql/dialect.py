@@ -43,8 +43,10 @@ __all__ = [
     "EmitProperty",
     "ExplainStatement",
     "Laminar",
+    "STATEMENT_WORDS",
     "SUPPORTED_STATEMENTS",
     "TokenPositionError",
+    "near_miss",
 ]
 
 SUPPORTED_STATEMENTS = (
@@ -52,6 +54,51 @@ SUPPORTED_STATEMENTS = (
     "DROP SOURCE|SINK|MATERIALIZED VIEW|TABLE, SHOW SOURCES|SINKS|MATERIALIZED VIEWS|TABLES, "
     "DESCRIBE, EXPLAIN <select> and SELECT"
 )
+
+# Keywords a misspelled word is compared with (see `near_miss`). Words shorter than
+# four letters are left out: one typo away from them is too many ordinary names.
+_KEYWORDS = (
+    "SELECT", "FROM", "WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", "JOIN", "LEFT",
+    "INNER", "ASOF", "UNION", "DISTINCT", "BETWEEN", "CASE", "WHEN", "THEN", "ELSE",
+    "NULL", "INTERVAL", "FILTER", "EMIT", "WINDOW", "CLOSE", "UPDATE", "WITH", "CREATE",
+    "SOURCE", "SOURCES", "SINK", "SINKS", "MATERIALIZED", "VIEW", "VIEWS", "TABLE", "TABLES",
+    "DROP", "SHOW", "DESCRIBE", "EXPLAIN", "WATERMARK", "EXISTS",
+)  # fmt: skip
+# The words a statement starts with; one that does not is not a statement we run.
+STATEMENT_WORDS = ("SELECT", "WITH", "CREATE", "DROP", "SHOW", "DESCRIBE", "EXPLAIN")
+_UNEXPECTED = "Invalid expression / Unexpected token"  # sqlglot's message for leftovers
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` differ by one letter changed, added or removed, or
+    two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return len(diff) == 1 or (
+            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]])
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def near_miss(word: str, keywords: Collection[str] = _KEYWORDS) -> str | None:
+    """The keyword ``word`` looks like a misspelling of (one typo away), if any.
+
+    >>> near_miss("FORM"), near_miss("gropu"), near_miss("FROM"), near_miss("price")
+    ('FROM', 'GROUP BY', None, None)
+    """
+    upper = word.upper()
+    if len(upper) < 3 or not upper.isalpha():
+        return None
+    for keyword in keywords:
+        head = keyword.split(" ")[0]
+        if upper == head:
+            return None  # the keyword itself, whatever else it is near
+    return next((k for k in keywords if len(k) >= 4 and _one_edit(upper, k.split(" ")[0])),
+                None)
+
 
 # Word sequences after EMIT, and the mode each one names.
 _EMIT_MODES = (("ON", "WINDOW", "CLOSE"), ("ON", "UPDATE"))
@@ -205,10 +252,43 @@ class Laminar(RisingWave):
         # text (exp.Command) and logging a warning: refuse instead, at the bad token.
         def _parse_as_command(self, start: Token) -> exp.Command:
             token = self._curr or start
+            first = self._tokens[0] if self._tokens else token
+            if token is not first and first.text.upper() in STATEMENT_WORDS:
+                self.raise_error(self._unexpected(token), token)  # a statement we run
             self.raise_error(
                 f"unsupported syntax at {token.text!r}; supported: {SUPPORTED_STATEMENTS}", token
             )
             return exp.Command(this=start.text)  # only with a lenient error_level
+
+        def raise_error(self, message: str, token: Token | None = None) -> None:
+            if message == _UNEXPECTED:  # tokens left over after a whole statement
+                message = self._unexpected(token or self._curr)
+            if token is None:
+                super().raise_error(message)
+            else:
+                super().raise_error(message, token)
+
+        def _unexpected(self, token: Token | None) -> str:
+            """Name the token nothing expects and the word before it; if that word
+            (else the token, else the statement's first word) is one typo away from
+            a keyword, suggest the keyword."""
+            tokens = self._tokens
+            if token is None:
+                return "unexpected end of the statement"
+            at = next((i for i, t in enumerate(tokens) if t is token), 0)
+            before = tokens[at - 1] if at > 0 else None
+            message = f"unexpected {token.text!r}"
+            if before is not None:
+                message += f" after {before.text!r}"
+            for word, named in ((before, True), (token, True), (tokens[0], False)):
+                if word is None or word.token_type != TokenType.VAR:
+                    continue
+                keywords = _KEYWORDS if named else STATEMENT_WORDS
+                keyword = near_miss(word.text, keywords)
+                if keyword is not None:
+                    instead = "" if named else f" instead of {word.text!r}"
+                    return f"{message}; did you mean {keyword}{instead}?"
+            return message
 
         def _warn_unsupported(self) -> None:
             first = self._tokens[0] if self._tokens else None
