@@ -50,7 +50,7 @@ from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.view import ViewRuntime
 from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
 from laminar_polars.frontend import plan_lazyframe, stream
-from laminar_polars.introspection import describe_source, metrics_of, topology_of
+from laminar_polars.introspection import describe, metrics_of, topology_of
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
 from laminar_polars.plan import Node, Scan, inputs_of
@@ -337,8 +337,22 @@ class LaminarDB:
             del self.catalog.sources[name]
 
     def describe(self, name: str) -> pl.DataFrame:
-        """Columns of a source: name, SQL type, nullability, watermark."""
-        return describe_source(self.catalog.source(name))
+        """Columns of a source, materialized view or registered table (SQL:
+        ``DESCRIBE name``): name, type, nullability, watermark delay.
+
+        ``type`` is the SQL type name where the column has one of the source
+        types (VARCHAR, DOUBLE, ...), else the Polars type (``UInt32`` for a
+        ``count``). Only a source declares nullability: a view's or table's
+        ``nullable`` is null, meaning unknown.
+
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR"], "rate": [1.1]}))
+        >>> db.describe("fx").rows()
+        [('ccy', 'VARCHAR', None, None), ('rate', 'DOUBLE', None, None)]
+        """
+        with self._lock:
+            return describe(self.catalog, name)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:

@@ -15,11 +15,14 @@ from typing import Any
 import polars as pl
 
 from laminar_polars import _native
-from laminar_polars.catalog import Catalog, SourceDef
+from laminar_polars.catalog import Catalog, ColumnType, SourceDef
 from laminar_polars.engine.view import ViewRuntime
+from laminar_polars.errors import CatalogError, SchemaError
 from laminar_polars.io.sink import Sink
 
-__all__ = ["describe_source", "metrics_of", "show_names", "topology_of", "watermark_value"]
+__all__ = [
+    "describe", "describe_source", "metrics_of", "show_names", "topology_of", "watermark_value",
+]
 
 
 def watermark_value(micros: int) -> dt.datetime | float | None:
@@ -43,6 +46,43 @@ def show_names(catalog: Catalog, kind: str) -> pl.DataFrame:
     return pl.DataFrame({"name": sorted(names)}, schema={"name": pl.String})
 
 
+_DESCRIBE_SCHEMA = {"column": pl.String, "type": pl.String, "nullable": pl.Boolean,
+                    "watermark_delay": pl.Duration("us")}
+
+
+def describe(catalog: Catalog, name: str) -> pl.DataFrame:
+    """``DESCRIBE name``: one row per column of a source, materialized view or
+    registered table: its name, type, nullability and watermark delay.
+
+    ``type`` is the SQL name of a source column type, else the Polars type
+    (``UInt32`` for a ``count``). Only a source declares nullability; a view's
+    or table's ``nullable`` is null (unknown), as is ``watermark_delay`` of
+    every column but a source's watermark column.
+    """
+    if name in catalog.sources:
+        return describe_source(catalog.sources[name])
+    if name in catalog.views:
+        schema = catalog.views[name].plan.schema
+    elif name in catalog.tables:
+        schema = catalog.tables[name].schema
+    else:
+        known = {**catalog.sources, **catalog.views, **catalog.tables}
+        raise CatalogError(catalog._unknown("source, materialized view or table", name, known))
+    return pl.DataFrame({
+        "column": list(schema),
+        "type": [_type_name(dtype) for dtype in schema.values()],
+        "nullable": [None] * len(schema),
+        "watermark_delay": [None] * len(schema),
+    }, schema=_DESCRIBE_SCHEMA)
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    try:
+        return ColumnType.from_polars(dtype).sql
+    except SchemaError:
+        return str(dtype)
+
+
 def describe_source(definition: SourceDef) -> pl.DataFrame:
     """Columns of a source: name, SQL type, nullability, watermark."""
     watermark = definition.watermark
@@ -54,8 +94,7 @@ def describe_source(definition: SourceDef) -> pl.DataFrame:
             watermark.delay if watermark and watermark.column == c.name else None
             for c in definition.columns
         ],
-    }, schema={"column": pl.String, "type": pl.String, "nullable": pl.Boolean,
-               "watermark_delay": pl.Duration("us")})
+    }, schema=_DESCRIBE_SCHEMA)
 
 
 def topology_of(
