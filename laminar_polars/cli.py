@@ -120,10 +120,13 @@ class _Screen:
             self.line("# " + text)
 
 
-def _clock(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return f"{value:%H:%M:%S.%f}"[:-3]
-    return {None: "-", float("inf"): "closed"}.get(value, str(value))  # type: ignore[call-overload]
+def _clock(value: dt.datetime) -> str:
+    """A watermark for the progress line: ``-`` before any event, ``closed`` after."""
+    if value == dt.datetime.min:
+        return "-"
+    if value == dt.datetime.max:
+        return "closed"
+    return f"{value:%H:%M:%S.%f}"[:-3]
 
 
 def _select_bars(frame: pl.DataFrame, bar: dt.timedelta) -> pl.DataFrame:

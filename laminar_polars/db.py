@@ -410,7 +410,12 @@ class LaminarDB:
 
     def metrics(self) -> dict[str, Any]:
         """Counters: per source pushed/dropped/late/rejected/pending and its
-        watermark; per sink, each subscription's lag."""
+        watermark; per view rows in and out, state rows and its watermark; per
+        sink, each subscription's lag.
+
+        A watermark is always a `datetime.datetime`: ``datetime.min`` before
+        any event time was seen, ``datetime.max`` once the input ended.
+        """
         with self._lock:
             engine = {"batches": self._scheduler.batches, "state": self._state}
             return metrics_of(self._rings, self._views, self._sinks, engine)

@@ -25,14 +25,26 @@ __all__ = [
 ]
 
 
-def watermark_value(micros: int) -> dt.datetime | float | None:
-    """A native watermark as users see it: None before the first one, ``inf``
-    once the input has ended."""
-    if micros == _native.NO_WATERMARK:
-        return None
-    if micros == _native.CLOSED_WATERMARK:
-        return float("inf")
-    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)
+_EPOCH = dt.datetime(1970, 1, 1)
+_MIN_MICROS = (dt.datetime.min - _EPOCH) // dt.timedelta(microseconds=1)
+_MAX_MICROS = (dt.datetime.max - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def watermark_value(micros: int) -> dt.datetime:
+    """A native watermark as users see it, always a `datetime.datetime`:
+    ``datetime.min`` before any event time was seen, ``datetime.max`` once the
+    input has ended (as Flink and Kafka Streams use Long.MIN_VALUE / MAX_VALUE).
+
+    >>> watermark_value(_native.NO_WATERMARK), watermark_value(_native.CLOSED_WATERMARK)
+    (datetime.datetime(1, 1, 1, 0, 0), datetime.datetime(9999, 12, 31, 23, 59, 59, 999999))
+    >>> watermark_value(1_000_000)
+    datetime.datetime(1970, 1, 1, 0, 0, 1)
+    """
+    if micros == _native.NO_WATERMARK or micros <= _MIN_MICROS:
+        return dt.datetime.min
+    if micros == _native.CLOSED_WATERMARK or micros >= _MAX_MICROS:
+        return dt.datetime.max
+    return _EPOCH + dt.timedelta(microseconds=micros)
 
 
 def show_names(catalog: Catalog, kind: str) -> pl.DataFrame:

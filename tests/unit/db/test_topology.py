@@ -94,10 +94,10 @@ def test_source_metrics_are_exact(db):
     assert metrics["trades"] == {"pushed": 4, "dropped": 0, "late": 1, "rejected": 2,
                                  "pending": 4, "watermark": at(1900)}
     assert metrics["d"] == {"pushed": 5, "dropped": 3, "late": 0, "rejected": 0,
-                            "pending": 2, "watermark": None}
+                            "pending": 2, "watermark": dt.datetime.min}
     db.stop()
     assert db.metrics()["sources"]["trades"]["pending"] == 0
-    assert db.metrics()["sources"]["trades"]["watermark"] == float("inf")
+    assert db.metrics()["sources"]["trades"]["watermark"] == dt.datetime.max
     assert db.metrics()["engine"]["state"] == "stopped"
     assert read_all(sub)["symbol"].to_list() == ["A", "C", "D", "E"]
 

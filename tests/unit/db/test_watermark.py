@@ -48,7 +48,7 @@ def trades(db):
 
 def test_watermark_is_max_ts_minus_delay_and_monotonic(trades):
     db, src, _ = trades
-    assert stats(db)["watermark"] is None
+    assert stats(db)["watermark"] == dt.datetime.min  # no event time seen yet
     src.push(row(1000))
     assert stats(db)["watermark"] == ms(1000) - DELAY
     src.push(row(1500))
@@ -57,6 +57,26 @@ def test_watermark_is_max_ts_minus_delay_and_monotonic(trades):
     assert stats(db)["watermark"] == ms(1400)
     assert stats(db)["late"] == 0
     assert isinstance(stats(db)["watermark"], dt.datetime)
+
+
+def test_the_watermark_is_always_a_datetime(db):
+    """Sources and views report one type: datetime.min before any event time,
+    datetime.max once the input ended (as Flink's Long.MIN_VALUE / MAX_VALUE)."""
+    db.execute(TRADES_DDL + "; CREATE MATERIALIZED VIEW v AS SELECT symbol, qty FROM trades")
+    sub = db.sink("v").subscribe()
+    db.start()
+
+    def watermarks() -> list:
+        metrics = db.metrics()
+        return [metrics["sources"]["trades"]["watermark"], metrics["views"]["v"]["watermark"]]
+
+    assert watermarks() == [dt.datetime.min, dt.datetime.min]
+    db.source("trades").push(row(1000))
+    assert sub.recv(timeout=30)["qty"].to_list() == [1000]
+    assert watermarks() == [ms(900), ms(900)]
+    db.stop()
+    assert watermarks() == [dt.datetime.max, dt.datetime.max]
+    assert all(type(w) is dt.datetime for w in watermarks())
 
 
 def test_explicit_watermark_datetime_and_int_micros_never_back(trades):
@@ -91,9 +111,9 @@ def test_close_moves_watermark_to_infinity_and_refuses_pushes(trades):
     db, src, sub = trades
     src.push(row(10))
     src.close()
-    assert stats(db)["watermark"] == float("inf")
+    assert stats(db)["watermark"] == dt.datetime.max  # the input ended
     src.watermark(ms(99))  # cannot bring it back
-    assert stats(db)["watermark"] == float("inf")
+    assert stats(db)["watermark"] == dt.datetime.max
     later = ms(10**9)
     batch = pa.table({"symbol": ["X"], "price": [1.0], "qty": [1], "ts": [later]}, schema=SCHEMA)
     for push in (lambda: src.push(("X", 1.0, 1, later)),
@@ -212,10 +232,10 @@ def test_source_without_watermark_never_counts_late_rows(db):
     db.execute("CREATE SOURCE plain (v BIGINT, ts TIMESTAMP)")
     sub = db.sink("plain").subscribe()
     src = db.source("plain")
-    assert db.metrics()["sources"]["plain"]["watermark"] is None
+    assert db.metrics()["sources"]["plain"]["watermark"] == dt.datetime.min
     src.push((1, ms(5000)))
     src.push((2, ms(0)))
-    assert db.metrics()["sources"]["plain"]["watermark"] is None  # no WATERMARK clause
+    assert db.metrics()["sources"]["plain"]["watermark"] == dt.datetime.min  # no WATERMARK
     src.watermark(ms(10_000))  # explicit watermark: still no late rows
     assert db.metrics()["sources"]["plain"]["watermark"] == ms(10_000)
     src.push_batch([(3, ms(1)), (4, None)])
