@@ -287,10 +287,12 @@ class SourceConfig:
 class Config:
     """Database-wide settings (SPEC §2). `validate()` runs in :func:`open`.
 
-    Every setting takes effect or is refused: ``core_affinity`` pins the engine
-    thread to that CPU (Linux); ``workers`` must be 1 until partitioned workers
-    are built; ``data_dir`` is created when the database opens (durability itself
-    is not built yet: it warns and keeps state in memory).
+    Every setting takes effect or is refused: ``buffer_size`` is a power of two
+    up to 2**31, and a source whose ring would take over half the machine's
+    memory is refused; ``core_affinity`` pins the engine thread to that CPU
+    (Linux); ``workers`` must be 1 until partitioned workers are built;
+    ``data_dir`` is created when the database opens (durability itself is not
+    built yet: it warns and keeps state in memory).
 
     >>> Config(workers=2).validate()
     Traceback (most recent call last):

@@ -193,10 +193,11 @@ class LaminarDB:
         table = table_frame(name, frame)
         with self._lock:
             kind = self.catalog.relation_kind(name)
-            if kind is not None and not (kind == "table" and replace):
-                hint = "only a table" if replace else "it" if kind == "table" else ""
-                raise CatalogError(f"{kind} {name!r} already exists"
-                                   + (f"; replace=True replaces {hint}" if hint else ""))
+            if kind == "table" and not replace:
+                raise CatalogError(f"table {name!r} already exists; replace=True replaces it")
+            if kind not in (None, "table"):
+                hint = "; replace=True replaces only a table" if replace else ""
+                raise CatalogError(f"{kind} {name!r} already exists{hint}")
             self.catalog.tables[name] = table
 
     def drop_table(self, name: str) -> None:
@@ -410,12 +411,7 @@ class LaminarDB:
 
     def metrics(self) -> dict[str, Any]:
         """Counters: per source pushed/dropped/late/rejected/pending and its
-        watermark; per view rows in and out, state rows and its watermark; per
-        sink, each subscription's lag.
-
-        A watermark is always a `datetime.datetime`: ``datetime.min`` before
-        any event time was seen, ``datetime.max`` once the input ended.
-        """
+        watermark; per sink, each subscription's lag."""
         with self._lock:
             engine = {"batches": self._scheduler.batches, "state": self._state}
             return metrics_of(self._rings, self._views, self._sinks, engine)

@@ -148,7 +148,8 @@ def metrics_of(
     engine: dict[str, Any],
 ) -> dict[str, Any]:
     """Counters of every source, view and sink (see `LaminarDB.metrics`);
-    ``engine`` is passed through as the ``'engine'`` entry."""
+    ``engine`` is passed through as the ``'engine'`` entry. Watermarks are
+    datetimes (see `watermark_value`)."""
     return {
         "sources": {
             name: {**ring.stats(), "watermark": watermark_value(ring.watermark)}
