@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import polars as pl
@@ -9,6 +10,17 @@ import pytest
 
 import laminar_polars as lp
 from laminar_polars.engine import grid
+
+# When a hypothesis test fails, its pytest plugin imports libcst to suggest a
+# patch, and libcst's import raises a DeprecationWarning (mypy_extensions) that
+# ``filterwarnings = error`` turns into a pytest INTERNALERROR ending the whole
+# session. Importing it here once, with that warning ignored, avoids it.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # libcst not installed: the plugin skips the patch
+        pass
 
 TRADES_DDL = """
 CREATE SOURCE trades (

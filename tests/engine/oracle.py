@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import random
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -30,17 +29,6 @@ import pyarrow as pa
 from polars.testing import assert_frame_equal
 
 import laminar_polars as lp
-
-# When a hypothesis test fails, its pytest plugin imports libcst to suggest a
-# patch, and libcst's import raises a DeprecationWarning (mypy_extensions) that
-# ``filterwarnings = error`` turns into a pytest INTERNALERROR ending the whole
-# session. Importing it here once, with that warning ignored, avoids it.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # libcst not installed: the plugin skips the patch
-        pass
 
 EPOCH = dt.datetime(1970, 1, 1)
 T0 = dt.datetime(2024, 1, 1, 9, 30)  # on every second / minute grid

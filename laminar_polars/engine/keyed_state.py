@@ -1,0 +1,179 @@
+"""One row per key, found and replaced in time that grows with the batch, not the state.
+
+A continuous aggregate holds a row per key (a million keys is ordinary) and
+every micro-batch touches a few of them. Re-grouping the whole state per batch
+costs O(state); this store costs O(batch) per batch, amortized, the way a
+log-structured merge tree does, in two Polars frames:
+
+- ``cold``: most rows, sorted by a 64-bit hash of the key. A batch's keys are
+  found by binary search on that hash column (``search_sorted``: O(batch x
+  log state)) and a gather, then checked on the key columns themselves (two
+  keys may share a hash).
+- ``hot``: the rows written since the last compaction, at most ``hot_limit``;
+  searched with a join (O(hot), bounded), and taking precedence over ``cold``.
+
+When ``hot`` outgrows its limit it is merged into ``cold`` (O(state), once per
+``hot_limit / batch`` batches). The hash column is a cache: `rows` and
+`restore` deal in the rows alone, and it is rebuilt.
+
+Examples
+--------
+>>> import polars as pl
+>>> store = KeyedState(["k"])
+>>> store.upsert(pl.DataFrame({"k": ["a", "b"], "n": [1, 2]}))
+>>> store.find(pl.DataFrame({"k": ["b", "z"]})).drop(HASH)
+shape: (1, 2)
+┌─────┬─────┐
+│ k   ┆ n   │
+│ --- ┆ --- │
+│ str ┆ i64 │
+╞═════╪═════╡
+│ b   ┆ 2   │
+└─────┴─────┘
+>>> store.upsert(pl.DataFrame({"k": ["b"], "n": [5]}))
+>>> store.rows().sort("k")["n"].to_list(), len(store)
+([1, 5], 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+__all__ = ["HASH", "KeyedState", "key_hash"]
+
+HASH = "__key_hash"
+
+# Rows written since the last compaction kept apart (searched with a join, so
+# this bounds the per-batch cost of finding a batch's keys among them).
+HOT_LIMIT = 1 << 15
+
+
+def key_hash(keys: Sequence[str]) -> pl.Expr:
+    """The 64-bit hash of a row's key columns (nulls hash as a value)."""
+    return pl.struct([pl.col(k) for k in keys]).hash().alias(HASH)
+
+
+class KeyedState:
+    """Rows with unique ``keys``, updated by `upsert`, found by `find`.
+
+    The caller keeps the rows' meaning (partial aggregates, distinct pairs...);
+    this class only stores them by key. Rows given to `upsert` and probes given
+    to `find` carry the key columns; the hash column is added when missing.
+    """
+
+    def __init__(self, keys: Sequence[str], hot_limit: int = HOT_LIMIT) -> None:
+        if not keys:
+            raise ValueError("a keyed state needs at least one key column")
+        self.keys = list(keys)
+        self.hot_limit = hot_limit
+        self.cold: pl.DataFrame | None = None  # sorted by HASH, keys unique
+        self.hot: pl.DataFrame | None = None  # keys unique, newer than cold's
+        self._hash = key_hash(self.keys)
+
+    def __len__(self) -> int:
+        """Number of keys held (O(hot) to count the keys held in both parts)."""
+        if self.cold is None or self.hot is None:
+            return (self.cold.height if self.cold is not None else 0) + (
+                self.hot.height if self.hot is not None else 0)
+        both = self.hot.join(self.cold.select(self.keys), on=self.keys, how="semi",
+                             nulls_equal=True).height if self.hot.height else 0
+        return self.cold.height + self.hot.height - both
+
+    def hashed(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with the hash column (computed once; kept if present)."""
+        return frame if HASH in frame.columns else frame.with_columns(self._hash)
+
+    # -- per batch ---------------------------------------------------------------
+    def find(self, probe: pl.DataFrame) -> pl.DataFrame | None:
+        """The stored rows of the keys in ``probe`` (unique keys), with the hash
+        column; keys not stored are absent. None if nothing was ever stored."""
+        probe = self.hashed(probe)
+        found = []
+        hot_keys = None
+        if self.hot is not None and self.hot.height:
+            hot = self.hot.join(probe.select(self.keys), on=self.keys, how="semi",
+                                nulls_equal=True)
+            found.append(hot)
+            hot_keys = hot.select(self.keys)
+        if self.cold is not None and self.cold.height:
+            cold = self._search_cold(probe)
+            if hot_keys is not None and hot_keys.height:  # hot rows supersede cold ones
+                cold = _without(cold, hot_keys, self.keys)
+            found.append(cold)
+        if not found:
+            return None
+        return pl.concat(found, how="vertical") if len(found) > 1 else found[0]
+
+    def _search_cold(self, probe: pl.DataFrame) -> pl.DataFrame:
+        assert self.cold is not None
+        hashes = self.cold.get_column(HASH)
+        wanted = probe.get_column(HASH)
+        left = hashes.search_sorted(wanted, side="left").to_numpy()
+        right = hashes.search_sorted(wanted, side="right").to_numpy()
+        counts = right - left
+        if counts.size and counts.max() > 1:  # shared hashes: every row of each run
+            starts = np.repeat(left, counts)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            rows = starts + offsets
+        else:
+            rows = left[counts == 1]
+        rows = np.unique(rows)  # two probed keys may share a hash: each row once
+        candidates = self.cold[pl.Series(rows, dtype=pl.Int64)]
+        return candidates.join(probe.select(self.keys), on=self.keys, how="semi",
+                               nulls_equal=True)
+
+    def upsert(self, rows: pl.DataFrame) -> None:
+        """Store ``rows`` (unique keys), replacing the rows of those keys."""
+        if not rows.height:
+            return
+        rows = self.hashed(rows)
+        if self.hot is None or not self.hot.height:
+            self.hot = rows
+        else:
+            kept = _without(self.hot, rows, self.keys)
+            self.hot = pl.concat([kept, rows.select(kept.columns)], how="vertical")
+        if self.hot.height > self.hot_limit:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge ``hot`` into ``cold`` (O(state); amortized over many batches)."""
+        if self.hot is None or not self.hot.height:
+            return
+        hot = self.hot.sort(HASH)
+        if self.cold is None or not self.cold.height:
+            self.cold = hot
+        else:
+            stale = _without(self.cold, hot, self.keys)  # still sorted
+            self.cold = stale.merge_sorted(hot.select(stale.columns), key=HASH)
+        self.hot = None
+
+    def remove(self, keys: pl.DataFrame) -> None:
+        """Forget the rows of ``keys`` (O(state): for occasional use)."""
+        for part in ("cold", "hot"):
+            frame = getattr(self, part)
+            if frame is not None and frame.height:
+                setattr(self, part, _without(frame, keys, self.keys))
+
+    # -- whole state ---------------------------------------------------------------
+    def rows(self) -> pl.DataFrame | None:
+        """Every stored row, without the hash column; None if never written."""
+        if self.cold is None and self.hot is None:
+            return None
+        parts = [p for p in (self.cold, self.hot) if p is not None]
+        if len(parts) == 2 and parts[1].height:
+            parts[0] = _without(parts[0], parts[1], self.keys)
+        return pl.concat([p.select(parts[0].columns) for p in parts]).drop(HASH)
+
+    def restore(self, rows: pl.DataFrame | None) -> None:
+        """Replace everything with ``rows`` (unique keys), e.g. from a snapshot."""
+        self.hot = None
+        self.cold = None if rows is None else self.hashed(rows).sort(HASH)
+
+
+def _without(rows: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+    """``rows`` minus those whose key is in ``keys``, in their order."""
+    return rows.join(keys.select(on), on=on, how="anti", nulls_equal=True,
+                     maintain_order="left")
