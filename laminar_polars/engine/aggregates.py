@@ -1,4 +1,4 @@
-"""Partial aggregates: the arithmetic of every aggregate, as Polars expressions.
+"""Partial aggregates: the mechanics of running a tuple of `Agg` over micro-batches.
 
 An aggregate is kept as a *partial* per group: a few columns that two partials
 can be merged from (sums, counts, extremes, the first value together with its
@@ -7,9 +7,13 @@ event time). The engine computes partials of each micro-batch in one Polars
 when it emits it. Distinct counts cannot be merged from numbers, so their
 partial is the set of distinct ``(group, value)`` rows, kept beside the state.
 
-Input rows are first *projected*: the group columns, the event time as
-``TIME`` (integer microseconds) and one column per aggregate input, so each
-input expression is evaluated once per row.
+What each function's partial, merge and final value *are* is the aggregate
+registry's (`laminar_polars.plan.aggregates`); this module decides which
+columns go into which Polars call: input rows are first *projected* (the
+group columns, the event time as ``TIME`` in integer microseconds, one column
+per distinct aggregate input, so each input expression is evaluated once per
+row), event order may be packed into one integer (``ORDER``), partial frames
+are stacked and merged, distinct rows counted and joined.
 
 Examples
 --------
@@ -41,7 +45,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from laminar_polars.plan import Agg
+from laminar_polars.plan import Agg, aggregate
 
 __all__ = ["OP", "TIME", "Aggregates", "Output", "Packing", "collect", "mark_new", "time_span"]
 
@@ -58,6 +62,7 @@ Output = Callable[[pl.LazyFrame, Sequence[str]], pl.LazyFrame]
 # a batch of a million rows that leaves 2**43 us (101 days) of time.
 ORDER = "__order"
 _POSITION = "__position"
+_VALUE = "__value"  # the value column of a distinct count's rows
 
 
 # Below this many input rows the in-memory engine wins (its start-up cost is
@@ -118,15 +123,18 @@ class Aggregates:
     """Partial, merge and final expressions for a tuple of `Agg`.
 
     ``time_column`` is the input's event-time column, None when the input has
-    none (then no aggregate may order by event time).
+    none (then no aggregate may order by event time: `laminar_polars.plan.validate`
+    refuses such a plan).
     """
 
     def __init__(self, aggs: Sequence[Agg], time_column: str | None) -> None:
         self.aggs = tuple(aggs)
+        self.functions = tuple(aggregate(a.func) for a in self.aggs)
         self.time_column = time_column
-        self.distinct = [i for i, a in enumerate(self.aggs) if a.func == "n_unique"]
+        self.distinct = [i for i, f in enumerate(self.functions) if f.distinct]
         self.event_order = any(
-            a.func in ("first", "last") and a.order == "event" for a in self.aggs)
+            f.orders_by_event_time(a) for f, a in zip(self.functions, self.aggs, strict=True))
+        assert time_column is not None or not self.event_order, "validate() refuses this plan"
         self._schemas: dict[tuple[str, ...], pl.Schema] = {}
         # Aggregates over the same input (open/high/low/close of one price)
         # share one projected column: fewer columns through every group_by.
@@ -186,32 +194,20 @@ class Aggregates:
         partials = projected.group_by(group).agg(self._partial_exprs(packing is not None))
         if packing is None:
             return partials
-        # First/last took the extreme ORDER; their event time is its high bits.
-        times = [(pl.col(f"{a.name}#t") // (1 << packing.shift) + packing.low).alias(f"{a.name}#t")
-                 for a in self.aggs if a.func in ("first", "last") and a.order == "event"]
-        return partials.with_columns(times)
+        # A function that picked by the packed ORDER kept it as its time: the high bits.
+        def to_time(packed: pl.Expr) -> pl.Expr:
+            return packed // (1 << packing.shift) + packing.low
+        times = [e for f, a in zip(self.functions, self.aggs, strict=True)
+                 for e in f.unpack(a, to_time)]
+        return partials.with_columns(times) if times else partials
 
     def row_partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         """Each projected row as a partial of its own, laid out like `partials`
         so the two stack: a few rows can then be merged without a group_by."""
         schema = self._partial_schema(projected, group)
-        time = pl.col(TIME)
         exprs: list[pl.Expr] = [pl.col(g) for g in group]
-        for i, agg in enumerate(self.aggs):
-            value, name = pl.col(self.column_of[i]), agg.name
-            present = value.is_not_null().cast(pl.UInt32)
-            if agg.func == "n_unique":
-                raise ValueError("distinct counts have no per-row partial")
-            if agg.func == "count_star":
-                exprs.append(pl.lit(1, pl.UInt32).alias(name))
-            elif agg.func == "count":
-                exprs.append(present.alias(name))
-            elif agg.func in ("sum", "mean"):
-                exprs += [value.alias(name), present.alias(f"{name}#c")]
-            elif agg.func in ("first", "last") and agg.order == "event":
-                exprs += [value.alias(name), time.alias(f"{name}#t")]
-            else:  # min, max, first/last by arrival
-                exprs.append(value.alias(name))
+        for i, (function, agg) in enumerate(zip(self.functions, self.aggs, strict=True)):
+            exprs += function.row_partials(agg, pl.col(self.column_of[i]), pl.col(TIME))
         return projected.select(exprs).cast(dict(schema))
 
     def _partial_schema(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.Schema:
@@ -226,7 +222,7 @@ class Aggregates:
     def distinct_rows(self, projected: pl.LazyFrame, group: Sequence[str]) -> list[pl.DataFrame]:
         """For each distinct-count aggregate, its distinct ``(group, value)`` rows."""
         return [
-            collect(projected.select(*group, pl.col(self.column_of[i]).alias("__value")).unique())
+            collect(projected.select(*group, pl.col(self.column_of[i]).alias(_VALUE)).unique())
             for i in self.distinct
         ]
 
@@ -241,7 +237,8 @@ class Aggregates:
 
     def merge_lazy(self, stacked: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         """Merge partials stacked in arrival order into one row per group."""
-        return stacked.group_by(group, maintain_order=True).agg(self._merge_exprs())
+        merges = [e for f, a in zip(self.functions, self.aggs, strict=True) for e in f.merges(a)]
+        return stacked.group_by(group, maintain_order=True).agg(merges)
 
     @staticmethod
     def merge_distinct(sets: Sequence[pl.DataFrame | None]) -> pl.DataFrame:
@@ -259,74 +256,19 @@ class Aggregates:
     ) -> pl.LazyFrame:
         """Final aggregate values, one row per group: the group columns, any
         ``keep`` columns of the state, then one column per aggregate."""
-        finals: list[pl.Expr] = [pl.col(g) for g in (*group, *keep)]
-        for i, agg in enumerate(self.aggs):
-            if agg.func == "n_unique":
-                counted = distinct[self.distinct.index(i)]
-                value = pl.col("__value") if agg.count_null else pl.col("__value").drop_nulls()
-                counts = counted.lazy().group_by(group).agg(value.n_unique().alias(f"__n{i}"))
-                state = state.join(counts, on=list(group), how="left", nulls_equal=True)
-                finals.append(pl.col(f"__n{i}").fill_null(0).cast(pl.UInt32).alias(agg.name))
-            else:
-                finals.append(self._final_expr(agg))
-        return state.select(finals)
+        for slot, i in enumerate(self.distinct):
+            # A distinct count is counted from its rows and joined to the state
+            # under its own name (no partial column of the state has it).
+            agg = self.aggs[i]
+            counted = self.functions[i].count_distinct(agg, pl.col(_VALUE)).alias(agg.name)
+            counts = distinct[slot].lazy().group_by(group).agg(counted)
+            state = state.join(counts, on=list(group), how="left", nulls_equal=True)
+        finals = [f.final(a) for f, a in zip(self.functions, self.aggs, strict=True)]
+        return state.select(*[pl.col(g) for g in (*group, *keep)], *finals)
 
-    # -- the arithmetic --------------------------------------------------------
     def _partial_exprs(self, packed: bool) -> list[pl.Expr]:
-        time, order = pl.col(TIME), pl.col(ORDER)
+        time, order = pl.col(TIME), pl.col(ORDER) if packed else None
         exprs: list[pl.Expr] = []
-        for i, agg in enumerate(self.aggs):
-            value, name = pl.col(self.column_of[i]), agg.name
-            if agg.func == "n_unique":
-                continue  # kept as distinct rows beside the state
-            if agg.func == "count_star":
-                exprs.append(pl.len().alias(name))
-            elif agg.func == "count":
-                exprs.append(value.count().alias(name))
-            elif agg.func in ("sum", "mean"):
-                exprs += [value.sum().alias(name), value.count().alias(f"{name}#c")]
-            elif agg.func in ("min", "max"):
-                exprs.append(getattr(value, agg.func)().alias(name))
-            elif agg.order == "arrival":
-                exprs.append(getattr(value, agg.func)().alias(name))
-            elif packed:  # event order packed with arrival: one fast pass
-                pick = value.min_by(order) if agg.func == "first" else value.max_by(order)
-                when = order.min() if agg.func == "first" else order.max()  # see partials_lazy
-                exprs += [pick.alias(name), when.alias(f"{name}#t")]
-            elif agg.func == "first":  # earliest event time; ties: earliest arrival
-                exprs += [value.get(time.arg_min()).alias(name), time.min().alias(f"{name}#t")]
-            elif agg.func == "last":  # latest event time; ties: latest arrival
-                exprs += [value.filter(time == time.max()).last().alias(name),
-                          time.max().alias(f"{name}#t")]
+        for i, (function, agg) in enumerate(zip(self.functions, self.aggs, strict=True)):
+            exprs += function.partials(agg, pl.col(self.column_of[i]), time, order)
         return exprs
-
-    def _merge_exprs(self) -> list[pl.Expr]:
-        exprs: list[pl.Expr] = []
-        for agg in self.aggs:
-            name = agg.name
-            value, when = pl.col(name), pl.col(f"{name}#t")
-            if agg.func == "n_unique":
-                continue
-            if agg.func in ("count_star", "count"):
-                exprs.append(value.sum())
-            elif agg.func in ("sum", "mean"):
-                exprs += [value.sum(), pl.col(f"{name}#c").sum()]
-            elif agg.func in ("min", "max"):
-                exprs.append(getattr(value, agg.func)())
-            elif agg.order == "arrival":
-                exprs.append(getattr(value, agg.func)())
-            elif agg.func == "first":
-                exprs += [value.get(when.arg_min()), when.min()]
-            elif agg.func == "last":
-                exprs += [value.filter(when == when.max()).last(), when.max()]
-        return exprs
-
-    @staticmethod
-    def _final_expr(agg: Agg) -> pl.Expr:
-        name = agg.name
-        value, count = pl.col(name), pl.col(f"{name}#c")
-        if agg.func == "sum" and agg.null_sum == "null":
-            return pl.when(count > 0).then(value).otherwise(None).alias(name)
-        if agg.func == "mean":
-            return pl.when(count > 0).then(value / count).otherwise(None).alias(name)
-        return value

@@ -21,6 +21,7 @@ import polars as pl
 
 from laminar_polars.errors import PlanError
 from laminar_polars.frontend.ir_functions import ELEMENTWISE_FUNCTIONS, NOT_LITERAL
+from laminar_polars.plan import AGGREGATES
 
 __all__ = ["AggCall", "ColumnRef", "IRExpr", "IRExpressionReader", "OnAgg"]
 
@@ -39,9 +40,9 @@ class IRExpressionReader(Protocol):
 class AggCall:
     """One aggregate found in an aggregation expression.
 
-    ``func`` is one of ``count_star``, ``count``, ``sum``, ``min``, ``max``,
-    ``mean``, ``first``, ``last``, ``n_unique``; ``arg`` its element-wise input
-    (None for ``count_star``).
+    ``func`` is the plan's name of the function (a key of
+    `laminar_polars.plan.AGGREGATES`); ``arg`` its element-wise input (None
+    for ``count_star``).
     """
 
     func: str
@@ -120,9 +121,10 @@ _BINARY: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     "LogicalOr": lambda a, b: a | b,
 }
 
-# IR aggregate name (and options) -> our aggregate vocabulary.
-_AGGS = {"sum": "sum", "mean": "mean", "first": "first", "last": "last",
-         "n_unique": "n_unique", "min": "min", "max": "max"}
+# IR aggregate name -> the plan's (the registry's polars_name); pl.len() is a node
+# of its own and count's options say whether it counts nulls.
+_AGGS = {f.polars_name: f.name for f in AGGREGATES.values() if f.takes_input}
+_SUPPORTED = ", ".join(f.polars_name for f in AGGREGATES.values())
 _AGG_NAMES = {"first_non_null": "first(ignore_nulls=True)",
               "last_non_null": "last(ignore_nulls=True)",
               "implode": "a column left unaggregated (Polars would implode it into a list)",
@@ -210,7 +212,7 @@ class _ExprBuilder:
             name = f"nan_{name}"
         if name not in _AGGS:
             raise PlanError(f"aggregation {_AGG_NAMES.get(name, name)} is not supported; "
-                            "supported: len, count, sum, min, max, mean, first, last, n_unique")
+                            f"supported: {_SUPPORTED}")
         return self._aggregate(_AGGS[name], arg, name)
 
     def _function(self, e: Any) -> pl.Expr:
@@ -221,8 +223,8 @@ class _ExprBuilder:
         if fn is None:
             label = _api_name(key)
             if self.aggregating and key in _POLARS_AGGREGATES:
-                raise PlanError(f"aggregation {label} is not supported; supported: len, "
-                                "count, sum, min, max, mean, first, last, n_unique")
+                raise PlanError(f"aggregation {label} is not supported; "
+                                f"supported: {_SUPPORTED}")
             raise PlanError(f"function {label} is not supported in a materialized view "
                             "(only element-wise functions are)")
         args = [self.build(i) for i in e.input]

@@ -1,12 +1,13 @@
-"""The logical plan both front ends build and the engine runs (see `nodes`)."""
+"""The logical plan both front ends build and the engine runs (see `nodes`),
+and the aggregate registry (`aggregates`)."""
 
 from __future__ import annotations
 
+from laminar_polars.plan.aggregates import AGGREGATES, AggFunc, AggregateFunction, aggregate
 from laminar_polars.plan.nodes import (
     WINDOW_END,
     WINDOW_START,
     Agg,
-    AggFunc,
     KeyedAgg,
     Node,
     RowMap,
@@ -20,10 +21,15 @@ from laminar_polars.plan.nodes import (
 )
 
 __all__ = [
+    # aggregates
+    "AGGREGATES",
+    "AggFunc",
+    "AggregateFunction",
+    "aggregate",
+    # nodes
     "WINDOW_END",
     "WINDOW_START",
     "Agg",
-    "AggFunc",
     "KeyedAgg",
     "Node",
     "RowMap",

@@ -38,6 +38,7 @@ from typing import Literal
 import polars as pl
 
 from laminar_polars.errors import PlanError
+from laminar_polars.plan.aggregates import AggFunc, aggregate
 
 __all__ = [
     "WINDOW_END",
@@ -59,22 +60,13 @@ __all__ = [
 WINDOW_START = "__window_start"
 WINDOW_END = "__window_end"
 
-AggFunc = Literal[
-    "count_star",  # rows, nulls included (SQL count(*), Polars pl.len())
-    "count",       # non-null values of expr
-    "sum", "min", "max", "mean",
-    "first", "last",  # by event time then arrival ('event'), or by arrival only
-    "n_unique",       # distinct non-null values (SQL count(DISTINCT x))
-]
-
-_AGG_FUNCS = {"count_star", "count", "sum", "min", "max", "mean", "first", "last", "n_unique"}
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Agg:
     """One aggregate column of the internal frame.
 
-    ``expr`` is evaluated on the input rows (None for ``count_star``).
+    ``func`` names the function (`laminar_polars.plan.aggregates` says what
+    each one means). ``expr`` is evaluated on the input rows (None for ``count_star``).
     ``order`` matters for first/last only: ``'event'`` orders by the input's
     event-time column then arrival (SQL ``first_value``), ``'arrival'`` by
     arrival alone (Polars ``first()`` in a ``group_by``; in ``group_by_dynamic``
@@ -92,9 +84,8 @@ class Agg:
     count_null: bool = False
 
     def __post_init__(self) -> None:
-        if self.func not in _AGG_FUNCS:
-            raise ValueError(f"unknown aggregate {self.func!r}; expected one of {_AGG_FUNCS}")
-        if (self.expr is None) != (self.func == "count_star"):
+        function = aggregate(self.func)  # raises ValueError for an unknown one
+        if (self.expr is None) == function.takes_input:
             wants = "needs an" if self.expr is None else "takes no"
             raise ValueError(f"aggregate {self.func!r} {wants} input expression")
 
@@ -268,16 +259,13 @@ class _Aggregate:
         if isinstance(self, WindowAgg):
             columns[WINDOW_START] = pl.Datetime("us")
             columns[WINDOW_END] = pl.Datetime("us")
-        probe = pl.LazyFrame(schema=source)
-        for agg in self.aggs:
-            if agg.func in ("count_star", "count", "n_unique"):
-                columns[agg.name] = pl.UInt32
-            else:
-                expr = agg.expr
-                assert expr is not None
-                reduce = {"sum": expr.sum(), "min": expr.min(), "max": expr.max(),
-                          "mean": expr.mean(), "first": expr.first(), "last": expr.last()}
-                columns[agg.name] = probe.select(reduce[agg.func]).collect_schema().dtypes()[0]
+        # Input types only where they decide the result (a count is a count
+        # whatever it counts), as one probe of the input expressions.
+        typed = [a.expr.alias(str(i)) for i, a in enumerate(self.aggs)
+                 if a.expr is not None and aggregate(a.func).result is None]
+        inputs = pl.LazyFrame(schema=source).select(typed).collect_schema() if typed else {}
+        for i, agg in enumerate(self.aggs):
+            columns[agg.name] = aggregate(agg.func).result_type(inputs.get(str(i)))
         return pl.Schema(columns)
 
     @property

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from laminar_polars.errors import CatalogError, PlanError
 from laminar_polars.plan import (
+    AGGREGATES,
     WINDOW_END,
     WINDOW_START,
     Agg,
@@ -37,10 +38,11 @@ _WINDOW_ARGS = {"tumble": ("size", "offset"), "hop": ("slide", "size", "offset")
                 "session": ("gap",)}
 _WINDOW_USAGE = {"tumble": "tumble(ts, size [, offset])",
                  "hop": "hop(ts, slide, size [, offset])", "session": "session(ts, gap)"}
-_AGG_FUNCS: dict[type[exp.Expression], str] = {
-    exp.Sum: "sum", exp.Min: "min", exp.Max: "max", exp.Avg: "mean",
-    exp.FirstValue: "first", exp.LastValue: "last",
-}
+# Aggregates by their SQL name (the registry's); count(*), count(x) and
+# count(DISTINCT x) share the name count and are told apart by their argument.
+_BY_SQL_NAME = {f.sql_name: f.name for f in AGGREGATES.values()
+                if f.takes_input and not f.distinct}
+_SUPPORTED = ", ".join(dict.fromkeys(f.sql_name for f in AGGREGATES.values()))
 
 
 def _normal(node: exp.Expression) -> str:
@@ -251,16 +253,16 @@ class Aggregation:
                 func, expr = "n_unique", self.args(arg.expressions[0])
             else:
                 func, expr = "count", self.args(arg)
-        elif type(node) in _AGG_FUNCS:
+        elif name in _BY_SQL_NAME:
             if isinstance(arg, exp.Distinct):
                 raise PlanError(f"{name}(DISTINCT ...) is not supported; "
                                 "only count(DISTINCT x) is")
             if node.expressions:
                 raise PlanError(f"{name} takes one argument: {node_text(node)}")
-            func, expr = _AGG_FUNCS[type(node)], self.args(arg)
+            func, expr = _BY_SQL_NAME[name], self.args(arg)
         else:
-            raise PlanError(f"aggregate function {name} is not supported; supported: count, "
-                            "sum, min, max, avg, first_value, last_value")
+            raise PlanError(f"aggregate function {name} is not supported; "
+                            f"supported: {_SUPPORTED}")
         for agg in self.aggs:
             same_expr = agg.expr is expr is None or (
                 agg.expr is not None and expr is not None and agg.expr.meta.eq(expr))

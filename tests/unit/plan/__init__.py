@@ -1,0 +1,1 @@
+"""Tests of the logical plan: the aggregate registry and the validation pass."""
