@@ -53,7 +53,7 @@ from laminar_polars.frontend import plan_lazyframe, stream
 from laminar_polars.introspection import describe, metrics_of, topology_of
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
-from laminar_polars.plan import Node, Scan, inputs_of
+from laminar_polars.plan import Node, Scan, inputs_of, validate
 from laminar_polars.snapshot_query import query_snapshot
 from laminar_polars.sql import Query, parse_statements
 from laminar_polars.statements import run_statement
@@ -122,8 +122,8 @@ class LaminarDB:
         ``emit`` is ``'on_window_close'`` (the default for windows) or
         ``'on_update'``. A plan the engine cannot maintain raises `PlanError`.
         """
-        if isinstance(query, Node):
-            plan = query
+        if isinstance(query, Node):  # a hand-built plan: checked as the front ends' are
+            plan = validate(query)
         else:
             plan = plan_lazyframe(query, self._relation, emit)
         self._add_view(name, plan, None)

@@ -19,7 +19,6 @@ from laminar_polars.engine.aggregates import OP, Output, collect
 from laminar_polars.engine.grid import GridWindows
 from laminar_polars.engine.keyed import KeyedAggregate
 from laminar_polars.engine.session import SessionWindows
-from laminar_polars.errors import PlanError
 from laminar_polars.plan import KeyedAgg, Node, RowMap, Scan, Step, WindowAgg, apply_steps
 
 __all__ = ["OP", "Reader", "ViewRuntime"]
@@ -51,9 +50,7 @@ class _RowStage:
 def _window_operator(node: WindowAgg, output: Output) -> GridWindows | SessionWindows:
     if node.window.kind != "session":
         return GridWindows(node, output)
-    if node.emit == "on_update":
-        raise PlanError("EMIT ON UPDATE is not supported for session windows: a row can "
-                        "merge two sessions already emitted; use EMIT ON WINDOW CLOSE")
+    assert node.emit == "on_window_close", "validate() refuses sessions emitted on update"
     return SessionWindows(node, output)
 
 
@@ -89,13 +86,9 @@ def _compile(plan: Node) -> tuple[Scan, list[_RowStage | _AggregateStage]]:
         if isinstance(node, RowMap):
             stages.append(_RowStage(node))
         else:
-            if not node.input.appends_only:
-                raise PlanError("cannot aggregate over a view that emits updates (a continuous "
-                                "aggregate or EMIT ON UPDATE); aggregate its input instead")
-            needs_time = any(a.func in ("first", "last") and a.order == "event" for a in node.aggs)
-            if (isinstance(node, WindowAgg) or needs_time) and node.input.time_column is None:
-                raise PlanError("this aggregate needs an event-time column in its input, "
-                                "and the input has none")
+            # Plans come checked (laminar_polars.plan.validate); the operators
+            # assert what they rely on.
+            assert node.input.appends_only, "validate() refuses aggregates over updates"
             stages.append(_AggregateStage(node))
         node = node.input
     stages.reverse()

@@ -16,6 +16,9 @@ maintain so that the view always equals Polars run in batch on the same rows
   element-wise expressions over them (kept as hidden `Agg` columns);
 * row-wise steps after an aggregate become a `RowMap` on top of it.
 
+The finished plan goes through `laminar_polars.plan.validate` (emit modes,
+event time, updating inputs), in a LazyFrame's words.
+
 Examples
 --------
 >>> import polars as pl
@@ -40,6 +43,7 @@ laminar_polars.errors.PlanError: sort cannot be maintained incrementally by a ma
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import polars as pl
@@ -57,11 +61,36 @@ from laminar_polars.plan import (
     Step,
     WindowAgg,
     WindowSpec,
+    Wording,
+    aggregate,
+    validate,
 )
 
 __all__ = ["plan_lazyframe", "stream"]
 
-_EMITS = ("on_window_close", "on_update")
+
+@dataclasses.dataclass(frozen=True)
+class _FrameWording(Wording):
+    """The validation pass's messages in a LazyFrame's words."""
+
+    windowed: str = "a windowed aggregate (group_by_dynamic)"
+    grouped: str = "a group_by"
+
+    def window(self, node: WindowAgg) -> str:
+        return f"group_by_dynamic on {node.time_output!r}"
+
+    def aggregate(self, agg: Agg) -> str:
+        return f"{aggregate(agg.func).polars_name}()"
+
+    def input(self, node: WindowAgg | KeyedAgg) -> str:
+        if isinstance(node.input, WindowAgg):
+            return "the group_by_dynamic below it"
+        if isinstance(node.input, KeyedAgg):
+            return "the group_by below it"
+        return super().input(node)
+
+
+_WORDING = _FrameWording()
 
 
 def stream(scan: Scan) -> pl.LazyFrame:
@@ -87,16 +116,9 @@ def plan_lazyframe(frame: pl.LazyFrame, relation: Callable[[str], Scan],
     if not isinstance(frame, pl.LazyFrame):
         raise PlanError(f"a materialized view needs a pl.LazyFrame built on db.stream(...), "
                         f"not {type(frame).__name__}")
-    if emit is not None and emit not in _EMITS:
-        raise PlanError(f"unknown emit {emit!r}; expected one of {_EMITS}")
     tree = ir.read_plan(frame)
-    outermost = _outermost_group_by(tree)
-    if outermost is None and emit == "on_window_close":
-        raise PlanError("emit='on_window_close' needs a windowed aggregate (group_by_dynamic)")
-    if outermost is not None and outermost.dynamic is None and emit == "on_window_close":
-        raise PlanError("emit='on_window_close' needs a windowed aggregate; a group_by without "
-                        "a window is a continuous aggregate, emitted 'on_update'")
-    return _Translator(relation, outermost, emit).node(tree)
+    node = _Translator(relation, _outermost_group_by(tree), emit).node(tree)
+    return validate(node, emit, _WORDING)
 
 
 def _outermost_group_by(tree: ir.IRNode) -> ir.GroupBy | None:
@@ -253,10 +275,8 @@ def _window(dynamic: ir.DynamicOptions, source: Node) -> tuple[WindowSpec, str]:
     """The window of a ``group_by_dynamic``, and whether its label is the start or end."""
     index = dynamic.index_column
     time_column = source.time_column
-    if time_column is None:
-        raise PlanError(f"group_by_dynamic on {index!r}: the input has no event-time column "
-                        "(a source's watermark column, kept through the row-wise steps)")
-    if index != time_column:
+    # An input without event time is the validation pass's to refuse.
+    if time_column is not None and index != time_column:
         raise PlanError(f"group_by_dynamic index column {index!r} is not the input's "
                         f"event-time column {time_column!r}")
     every = _micros("every", dynamic.every)

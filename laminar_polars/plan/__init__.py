@@ -1,5 +1,5 @@
 """The logical plan both front ends build and the engine runs (see `nodes`),
-and the aggregate registry (`aggregates`)."""
+the aggregate registry (`aggregates`) and the one validation pass (`validate`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from laminar_polars.plan.nodes import (
     explain,
     inputs_of,
 )
+from laminar_polars.plan.validate import EMIT_MODES, Wording, validate
 
 __all__ = [
     # aggregates
@@ -40,4 +41,8 @@ __all__ = [
     "apply_steps",
     "explain",
     "inputs_of",
+    # validate
+    "EMIT_MODES",
+    "Wording",
+    "validate",
 ]

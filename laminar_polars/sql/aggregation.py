@@ -4,7 +4,8 @@
 ``hop`` or ``session`` window), turns each aggregate of the select list and
 HAVING into one hidden `Agg` column, and checks that every other column read is
 a key. The rules it follows are in `laminar_polars.sql.select`, whose
-`plan_select` hands it every SELECT that aggregates.
+`plan_select` hands it every SELECT that aggregates (and checks the finished
+plan with `laminar_polars.plan.validate`: emit modes, event time, updating inputs).
 """
 
 from __future__ import annotations
@@ -191,16 +192,12 @@ class Aggregation:
             outputs.clause = "HAVING"
             having = condition(outputs, having_node.this, "HAVING")
         if self.window is None:
-            if emit == "on_window_close":
-                raise PlanError("EMIT ON WINDOW CLOSE needs a window in GROUP BY "
-                                "(tumble, hop or session)")
             return KeyedAgg(self.input, tuple(self.keys), tuple(self.aggs), output_columns(output),
                             having)
+        # An input without event time is the validation pass's to refuse; which
+        # column tumble() names is the query's text, so it is checked here.
         time_column = self.input.time_column
-        if time_column is None:
-            raise PlanError(f"{self.window.kind}(...) needs an event-time column, and {self.label} "
-                            "has none (a source's WATERMARK column, or a view's window column)")
-        if self.window.column != time_column:
+        if time_column is not None and self.window.column != time_column:
             raise PlanError(f"{self.window.kind}(...) must use the event-time column "
                             f"{time_column!r} of {self.label}, not {self.window.column!r}")
         end = True in time_output

@@ -26,9 +26,12 @@ operand's); else a function's lower-case name (``count``, ``sum``, ``avg``,
 ``_2``... (``max``, ``max_1``); two equal aliases are an error.
 
 Refused with `PlanError`: joins, set operations, ORDER BY, LIMIT, OFFSET, DISTINCT,
-window functions (OVER), WITH, subqueries in expressions, aggregating an input that
-is updated in place, ``EMIT ON WINDOW CLOSE`` without a window, and any function or
-construct not listed. Unknown columns raise `CatalogError`.
+window functions (OVER), WITH, subqueries in expressions, and any function or
+construct not listed; and, by `laminar_polars.plan.validate` (which every plan goes
+through, in SQL's words), aggregating an input that is updated in place, a window or
+``first_value``/``last_value`` over an input without event time, ``EMIT ON WINDOW
+CLOSE`` without a window, ``EMIT ON UPDATE`` of session windows. A row-wise SELECT
+ignores EMIT. Unknown columns raise `CatalogError`.
 
 Examples
 --------
@@ -54,13 +57,26 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import polars as pl
 from sqlglot import exp
 
 from laminar_polars.errors import PlanError
-from laminar_polars.plan import Node, RowMap, Scan, Step, apply_steps, explain
+from laminar_polars.plan import (
+    Agg,
+    Node,
+    RowMap,
+    Scan,
+    Step,
+    WindowAgg,
+    Wording,
+    aggregate,
+    apply_steps,
+    explain,
+    validate,
+)
 from laminar_polars.sql.aggregation import Aggregation
 from laminar_polars.sql.expressions import Translator
 from laminar_polars.sql.row_wise import (
@@ -79,7 +95,23 @@ _UNORDERED = {"order": "ORDER BY", "limit": "LIMIT", "offset": "OFFSET", "distin
               "sort": "SORT BY", "fetch": "FETCH"}
 _CLAUSES = {"joins": "JOIN", "laterals": "LATERAL", "with_": "WITH (common table expressions)",
             "windows": "WINDOW", "qualify": "QUALIFY", "pivots": "PIVOT"}
-_EMITS = (None, "on_window_close", "on_update")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SqlWording(Wording):
+    """The validation pass's messages in SQL's words."""
+
+    on_window_close: str = "EMIT ON WINDOW CLOSE"
+    on_update: str = "EMIT ON UPDATE"
+    windowed: str = "a window in GROUP BY (tumble, hop or session)"
+    grouped: str = "a GROUP BY"
+    row_wise_ignores_emit: bool = True  # EMIT belongs to the SELECT's own GROUP BY
+
+    def window(self, node: WindowAgg) -> str:
+        return f"{node.window.kind}(...)"
+
+    def aggregate(self, agg: Agg) -> str:
+        return f"{aggregate(agg.func).sql_name}(...)"
 
 
 def plan_select(query: exp.Expression, relation: Callable[[str], Scan], emit: str | None) -> Node:
@@ -89,9 +121,8 @@ def plan_select(query: exp.Expression, relation: Callable[[str], Scan], emit: st
     Raises `PlanError` for what the engine cannot maintain, `CatalogError` for
     unknown names.
     """
-    if emit not in _EMITS:
-        raise PlanError(f"unknown emit mode {emit!r}; expected 'on_window_close' or 'on_update'")
-    node = _plan(query, relation, emit)
+    labels: dict[Node, str] = {}  # each aggregate's input, as the query names it
+    node = validate(_plan(query, relation, emit, labels), emit, _SqlWording(inputs=labels))
     try:
         _dry_run(node)
     except pl.exceptions.PolarsError as error:
@@ -121,7 +152,8 @@ def _dry_run(node: Node) -> pl.DataFrame:
 
 # -- FROM and the shape of the query --------------------------------------------------
 
-def _plan(query: exp.Expression, relation: Callable[[str], Scan], emit: str | None) -> Node:
+def _plan(query: exp.Expression, relation: Callable[[str], Scan], emit: str | None,
+          labels: dict[Node, str]) -> Node:
     while isinstance(query, (exp.Subquery, exp.Paren)):
         query = query.this
     if isinstance(query, exp.SetOperation):
@@ -135,7 +167,7 @@ def _plan(query: exp.Expression, relation: Callable[[str], Scan], emit: str | No
             raise PlanError(f"{_UNORDERED[key]} in a materialized view is not supported "
                             "(a view's rows are a set, maintained as input arrives)")
         raise PlanError(f"{_CLAUSES.get(key, key.upper())} is not supported yet")
-    source, qualifiers, label = _from(query, relation)
+    source, qualifiers, label = _from(query, relation, labels)
     scope = Translator(source.schema, qualifiers, clause="WHERE")
     where = query.args.get("where")
     steps = [Step("filter", (condition(scope, where.this, "WHERE"),))] if where else []
@@ -149,15 +181,13 @@ def _plan(query: exp.Expression, relation: Callable[[str], Scan], emit: str | No
         pairs = zip(items, names, strict=True)
         select = output_columns([scope(node).alias(name) for (node, _), name in pairs])
         return add_row_steps(source, [*steps, Step("select", select)])
-    if not source.appends_only:
-        raise PlanError(
-            f"cannot aggregate over {label}: its rows are updated in place (a continuous "
-            "aggregate or an EMIT ON UPDATE view); only row-wise queries may read it"
-        )
-    return Aggregation(query, source, scope, steps, items, label).plan(emit)
+    node = Aggregation(query, source, scope, steps, items, label).plan(emit)
+    labels[node] = label
+    return node
 
 
-def _from(query: exp.Select, relation: Callable[[str], Scan]) -> tuple[Node, frozenset[str], str]:
+def _from(query: exp.Select, relation: Callable[[str], Scan],
+          labels: dict[Node, str]) -> tuple[Node, frozenset[str], str]:
     from_ = query.args.get("from_")
     if from_ is None:
         raise PlanError("a materialized view needs FROM <source or view>")
@@ -166,7 +196,7 @@ def _from(query: exp.Select, relation: Callable[[str], Scan]) -> tuple[Node, fro
     if alias is not None and alias.args.get("columns"):
         raise PlanError(f"column aliases in FROM are not supported: {node_text(table)}")
     if isinstance(table, exp.Subquery):
-        node = _plan(table.this, relation, None)
+        node = _plan(table.this, relation, None, labels)
         return node, frozenset([table.alias] if table.alias else []), "the subquery in FROM"
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         raise PlanError(f"FROM must name one source or view, got {node_text(table)}")

@@ -100,10 +100,10 @@ REFUSED = {
                              .agg(q.sum()), "index column 't2' is not the input's event-time"),
     "event_time_overwritten": (lambda f: f.with_columns(ts=t + pl.duration(seconds=1))
                                .group_by_dynamic("ts", every="1m").agg(q.sum()),
-                               "has no event-time column"),
+                               "needs an event-time column, and its input has none"),
     "window_over_keyed": (lambda f: f.group_by("symbol").agg(t.max())
                           .group_by_dynamic("ts", every="1m").agg(pl.len()),
-                          "has no event-time column"),
+                          "cannot aggregate over the group_by below it: its rows are updated"),
 }
 
 
@@ -172,14 +172,15 @@ def test_polars_cannot_resolve(trades, relation):
 
 
 def test_unknown_emit(trades, relation):
-    with pytest.raises(PlanError, match="unknown emit 'on_close'"):
+    with pytest.raises(PlanError, match="unknown emit mode 'on_close'"):
         plan_lazyframe(trades, relation, emit="on_close")
 
 
 def test_on_window_close_without_window(trades, relation):
     with pytest.raises(PlanError, match="needs a windowed aggregate \\(group_by_dynamic\\)"):
         plan_lazyframe(trades.filter(q > 1), relation, emit="on_window_close")
-    with pytest.raises(PlanError, match="continuous aggregate, emitted 'on_update'"):
+    keyed = r"continuous aggregate, whose rows are updated in place \(emit='on_update'\)"
+    with pytest.raises(PlanError, match=keyed):
         plan_lazyframe(trades.group_by("symbol").agg(q.sum()), relation,
                        emit="on_window_close")
 
