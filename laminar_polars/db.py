@@ -29,7 +29,9 @@ shape: (1, 3)
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +50,7 @@ from laminar_polars.config import (
 from laminar_polars.definitions import relation_of, source_definition, table_frame
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.view import ViewRuntime
-from laminar_polars.errors import CatalogError, Closed, LaminarError, SqlError
+from laminar_polars.errors import CatalogError, Closed, EngineError, SqlError, describe_failure
 from laminar_polars.frontend import plan_lazyframe, stream
 from laminar_polars.introspection import describe, metrics_of, topology_of
 from laminar_polars.io.sink import Sink
@@ -61,6 +63,9 @@ from laminar_polars.wiring import SinkFeed, attach_reader, detach_reader, make_r
 
 __all__ = ["LaminarDB", "open"]
 
+# Started databases, for the fork handler below (weak: it keeps none alive).
+_STARTED: weakref.WeakSet[LaminarDB] = weakref.WeakSet()
+
 
 class LaminarDB:
     """An embedded streaming database: sources in, sinks out.
@@ -69,6 +74,12 @@ class LaminarDB:
     :meth:`execute` (SQL) or :meth:`create_source` / :meth:`create_sink`, then
     :meth:`start`; :meth:`stop` (or leaving a ``with`` block) drains what was
     pushed, ends every source's input, and ends every subscription.
+
+    Its state (``metrics()["engine"]["state"]``, ``repr``) is ``'created'``,
+    ``'running'``, ``'stopped'``, ``'failed'`` (a view failed at run time: see
+    :meth:`stop`) or ``'forked'`` (this is a copy made by ``fork()`` after
+    :meth:`start`: its handles raise `Closed`; open a new database in the
+    child). A database nobody references any more stops its engine thread.
     """
 
     def __init__(self, config: Config | None = None) -> None:
@@ -80,11 +91,17 @@ class LaminarDB:
         self._sinks: dict[str, Sink] = {}
         self._feeds: dict[str, SinkFeed] = {}
         self._views: dict[str, ViewRuntime] = {}
-        self._scheduler = Scheduler(self._doorbell, self._engine_failed,
-                                    cpu=self.config.core_affinity)
+        self._scheduler = Scheduler(self._doorbell, cpu=self.config.core_affinity)
         self._lock = threading.RLock()
         self._state = "created"  # created → running → stopped
-        self._error: BaseException | None = None
+        self._failure_reported = False  # stop() raises the engine's failure once
+        self._pid = os.getpid()  # of the process that started the engine
+        self._forked_reason: str | None = None  # set in a child made by fork()
+        # Stops the engine once this database is collected; it holds the
+        # pieces, never the database (the engine thread does not either).
+        self._finalizer = weakref.finalize(
+            self, _shut_down, self._scheduler, self._rings, self._sinks
+        )
 
     # -- the seed's spellings ---------------------------------------------------
     @classmethod
@@ -361,22 +378,42 @@ class LaminarDB:
         with self._lock:
             self._check_open()
             self._state = "running"
+            self._pid = os.getpid()
+            _STARTED.add(self)
             self._scheduler.start()
 
     def stop(self) -> None:
         """Drain everything pushed, end every source's input (closing open
-        windows), stop, and end every subscription. Idempotent."""
+        windows), stop, and end every subscription. Idempotent.
+
+        Waiting for the engine wakes on Ctrl-C (the engine then finishes
+        draining on its own thread; call ``stop()`` again to wait for it).
+
+        Raises
+        ------
+        EngineError
+            If the engine failed (a view's expression failed at run time),
+            before or during this drain; ``__cause__`` is the original error.
+            Every source was closed at the failure; every row accepted before
+            it still reached every reader not downstream of the failed view,
+            and every subscription ends with `EngineError`. Raised by the
+            first ``stop()`` only.
+        """
         with self._lock:
-            if self._state == "stopped":
-                return
+            if self._forked_reason is not None:
+                return  # the parent's engine owns these rows: never drain them here
             self._state = "stopped"
+            _STARTED.discard(self)
             for ring in self._rings.values():
                 ring.close()
             self._scheduler.stop()
+            error = self._scheduler.error
             for sink in self._sinks.values():
-                sink.close()
-        if self._error is not None:
-            raise LaminarError(f"the engine failed: {self._error!r}") from self._error
+                sink.close(error=error)  # each was ended by the engine; the first close stays
+            if error is None or self._failure_reported:
+                return
+            self._failure_reported = True
+        raise EngineError(f"the engine failed ({describe_failure(error)})") from error
 
     def __enter__(self) -> LaminarDB:
         return self
@@ -384,19 +421,34 @@ class LaminarDB:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    @property
+    def _engine_state(self) -> str:
+        if self._forked_reason is not None:
+            return "forked"
+        if self._scheduler.error is not None:
+            return "failed"
+        return self._state
+
     def _check_open(self) -> None:
+        if self._forked_reason is not None:
+            raise Closed(self._forked_reason)
+        error = self._scheduler.error
+        if error is not None:
+            raise EngineError(f"the engine failed ({describe_failure(error)}); "
+                              "open a new database") from error
         if self._state == "stopped":
             raise Closed("the database is stopped")
 
-    def _engine_failed(self, error: BaseException) -> None:
-        self._error = error
-        # Nothing will drain the sources any more: close them, so a producer
-        # waiting for room (backpressure 'block') gets `Closed` instead of
-        # waiting forever; `stop()` then raises the failure.
-        for ring in list(self._rings.values()):
-            ring.close()
-        for sink in list(self._sinks.values()):
-            sink.close()
+    def _after_fork_in_child(self) -> None:
+        """This is a copy made by ``fork()`` in the child, where the engine
+        thread does not exist: make every handle fail clearly, never hang."""
+        self._forked_reason = (f"this database was started in process {self._pid} before "
+                               "fork(); open a new database in the child process")
+        # Another thread of the parent may have held these locks at the fork.
+        self._lock = threading.RLock()
+        self._scheduler.after_fork_in_child(self._forked_reason)
+        for sink in self._sinks.values():
+            sink.reset_after_fork(self._forked_reason)
 
     # -- introspection ----------------------------------------------------------
     def topology(self) -> dict[str, Any]:
@@ -413,12 +465,42 @@ class LaminarDB:
         """Counters: per source pushed/dropped/late/rejected/pending and its
         watermark; per sink, each subscription's lag."""
         with self._lock:
-            engine = {"batches": self._scheduler.batches, "state": self._state}
+            engine = {"batches": self._scheduler.batches, "state": self._engine_state}
             return metrics_of(self._rings, self._views, self._sinks, engine)
 
     def __repr__(self) -> str:
-        return (f"<LaminarDB {self._state}: {len(self.catalog.sources)} sources, "
+        return (f"<LaminarDB {self._engine_state}: {len(self.catalog.sources)} sources, "
                 f"{len(self.catalog.sinks)} sinks>")
+
+
+def _shut_down(
+    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink]
+) -> None:
+    """A database was collected (or the interpreter exits): stop its engine.
+
+    Runs on whatever thread the collector ran, the engine's own included, so
+    it never waits: the engine thread drains what the closed rings hold, ends
+    every sink and exits by itself. In a forked child it does nothing.
+    """
+    if scheduler.forked:
+        return
+    for ring in list(rings.values()):
+        if not ring.closed:  # a stopped database's rings keep their reason
+            ring.close(reason="its database is no longer referenced (collected), or the "
+                              "interpreter is exiting")
+    if scheduler.thread is None:  # never started: nothing will end the sinks
+        for sink in list(sinks.values()):
+            sink.close()
+    scheduler.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_STARTED):
+        db._after_fork_in_child()
+    _STARTED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def open(config: Config | None = None) -> LaminarDB:

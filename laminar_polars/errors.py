@@ -27,6 +27,7 @@ __all__ = [
     "Lagged",
     "EngineError",
     "RecoveryError",
+    "describe_failure",
 ]
 
 
@@ -96,3 +97,14 @@ class EngineError(LaminarError, RuntimeError):
 
 class RecoveryError(LaminarError):
     """Durable state exists in ``data_dir`` but none of it can be used."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """How messages name an engine failure: its type and the first line of its
+    message (Polars' messages can run to many lines).
+
+    >>> describe_failure(ValueError("bad cast\\nhint: ..."))
+    'ValueError: bad cast'
+    """
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -35,8 +35,8 @@ class SinkFeed:
                 frame = frame.drop(OP)
             self.sink.emit(frame)
 
-    def on_end(self) -> None:
-        self.sink.close()
+    def on_end(self, error: BaseException | None = None) -> None:
+        self.sink.close(error=error)
 
 
 def make_ring(
@@ -64,9 +64,12 @@ def make_ring(
 def attach_reader(
     views: dict[str, ViewRuntime], scheduler: Scheduler, input: str, reader: Reader
 ) -> None:
-    """Make ``reader`` receive the output of source or view ``input``."""
+    """Make ``reader`` receive the output of source or view ``input``; a
+    view's failing readers are reported to the scheduler (the engine fails)."""
+    if isinstance(reader, ViewRuntime):
+        reader.on_failure = scheduler.fail
     if input in views:
-        views[input].readers.append(reader)
+        views[input].add_reader(reader)
     else:
         scheduler.subscribe(input, reader)
 

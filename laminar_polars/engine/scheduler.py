@@ -6,35 +6,49 @@ columns), and hands the frame with the source's watermark to each consumer of
 that source. When nothing is pending it waits on the database's doorbell,
 which producers ring only while the scheduler is parked.
 
-A consumer is anything with ``on_batch(frame, watermark)`` and ``on_end()``;
+A consumer is a `Reader` (``on_batch(frame, watermark)``, ``on_end(error)``);
 a sink reading a source directly is the simplest one.
+
+Stopping and failing end the same way: the sources are closed first (their
+watermark goes to +inf, so open windows close), then the engine drains
+whatever the rings still hold into every consumer, then ends every consumer.
+A consumer whose ``on_batch`` raises, or a reader of a view downstream, is cut
+off at its edge (see `readers`) and the engine *fails* (`fail`): every ring is
+closed, saying why, so pushes raise `Closed` with the failure as their cause;
+the healthy consumers still receive every row already accepted, and are then
+ended with the failure (their subscriptions end with `EngineError`). A
+failure outside any consumer (taking from a ring, building a frame) stops the
+engine without that last drain.
+
+The thread holds the scheduler and what it drives, never the database, so a
+database nobody references can be collected and its finalizer stop the thread
+(`shutdown`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from typing import Protocol
 
 import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.config import WaitStrategy
-from laminar_polars.errors import ConfigError
+from laminar_polars.engine.readers import Reader, deliver
+from laminar_polars.errors import ConfigError, describe_failure
 from laminar_polars.io.arrow import frame_of
 
 __all__ = ["Consumer", "Scheduler", "frame_of"]
+
+Consumer = Reader  # what the scheduler feeds from a source
 
 # Upper bound on rows taken from one ring per micro-batch, so one busy source
 # cannot starve the others or build one giant frame.
 MAX_BATCH_ROWS = 1 << 20
 
-
-class Consumer(Protocol):
-    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None: ...
-
-    def on_end(self) -> None: ...
+# Longest a join of the engine thread sleeps before looking for signals: Polars'
+# SIGINT handler keeps an untimed wait from waking on Ctrl-C (FIELD-NOTES).
+JOIN_SLICE = 0.1
 
 
 class _Route:
@@ -51,10 +65,8 @@ class _Route:
 class Scheduler:
     """Drains source rings into consumers on a background thread."""
 
-    def __init__(self, doorbell: _native.Doorbell, on_error: Callable[[BaseException], None],
-                 *, cpu: int | None = None):
+    def __init__(self, doorbell: _native.Doorbell, *, cpu: int | None = None) -> None:
         self.doorbell = doorbell
-        self.on_error = on_error
         self.cpu = cpu  # Config.core_affinity: the CPU the thread pins itself to
         self.pinned = threading.Event()
         self.pin_error: OSError | None = None
@@ -63,7 +75,10 @@ class Scheduler:
         self.lock = threading.RLock()  # guards routes against DDL while running
         self.thread: threading.Thread | None = None
         self.running = False
-        self.failed = False
+        self.error: BaseException | None = None  # the first failure, once failed
+        self.broken = False  # failed outside any consumer: nothing is drained any more
+        self.ended = False  # every consumer has been ended
+        self.forked = False  # this is a copy in a forked child: it never runs
         self.batches = 0
 
     # -- topology -------------------------------------------------------------
@@ -78,6 +93,8 @@ class Scheduler:
     def subscribe(self, source: str, consumer: Consumer) -> None:
         with self.lock:
             self.routes[source].consumers.append(consumer)
+            if self.ended:  # attached while the engine was ending: it ends too
+                consumer.on_end(self.error)
 
     def unsubscribe(self, source: str, consumer: Consumer) -> None:
         with self.lock:
@@ -93,7 +110,7 @@ class Scheduler:
 
     # -- running --------------------------------------------------------------
     def start(self) -> None:
-        if self.thread is not None:
+        if self.thread is not None or self.ended or self.forked:
             return
         self.running = True
         self.pinned.clear()
@@ -102,18 +119,52 @@ class Scheduler:
         self._await_pin()
 
     def stop(self) -> None:
-        """Drain everything pushed so far, stop the thread, end every consumer."""
+        """Drain everything pushed so far, end every consumer, and wait for it.
+
+        The caller closes the rings first, so the drain ends. Without a thread
+        (never started) the drain runs here. The wait is a join in slices, so
+        Ctrl-C interrupts it (the engine then finishes on its own).
+        """
+        if self.forked:
+            return  # the rows belong to the parent's engine: never drain them here
+        self.shutdown()
+        thread = self.thread
+        if thread is None:
+            self._finish()
+        elif thread is not threading.current_thread():
+            while thread.is_alive():
+                thread.join(JOIN_SLICE)
+
+    def shutdown(self) -> None:
+        """Ask the thread to finish (drain, end every consumer, exit) without
+        waiting for it: safe from a finalizer, on any thread."""
         self.running = False
-        self.doorbell.ring()
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        while not self.failed and self.drain_once():
-            pass  # a failed engine is not run again: its error is already reported
+        if not self.forked:
+            self.doorbell.ring()
+
+    def fail(self, error: BaseException) -> None:
+        """Record the engine's first failure and close every source with it."""
         with self.lock:
-            for route in self.routes.values():
-                for consumer in list(route.consumers):
-                    consumer.on_end()
+            if self.error is not None:
+                return
+            self.error = error
+            rings = [route.ring for route in self.routes.values()]
+        reason = f"the engine failed ({describe_failure(error)})"
+        for ring in rings:
+            ring.close(reason=reason, cause=error)
+        self.doorbell.ring()
+
+    def after_fork_in_child(self, reason: str) -> None:
+        """Make this copy, in a child made by ``fork()``, inert: the engine
+        thread does not exist here and the rows belong to the parent's
+        engine, so it never runs or drains; every ring is closed with
+        ``reason`` so a push raises `Closed` instead of waiting for room."""
+        self.forked = True
+        self.running = False
+        self.thread = None
+        self.lock = threading.RLock()  # the parent's engine thread may have held it
+        for route in self.routes.values():
+            route.ring.close(reason=reason)
 
     def _pin(self) -> None:
         """On the scheduler thread: pin it to ``self.cpu`` (if set), then let
@@ -130,30 +181,54 @@ class Scheduler:
 
     def _await_pin(self) -> None:
         self.pinned.wait()
-        if self.pin_error is not None:
+        error = self.pin_error
+        if error is not None:
             assert self.thread is not None
             self.thread.join()
-            self.thread = None
+            self.thread, self.pin_error = None, None
             raise ConfigError(f"core_affinity: cannot pin the engine thread to CPU {self.cpu}: "
-                              f"{self.pin_error}")
+                              f"{error}")
 
     def _run(self) -> None:
         self._pin()
+        if self.pin_error is not None:
+            return  # start() raises; the engine did not run and nothing ended
         try:
-            while self.running:
+            while self.running and self.error is None:
                 seen = self.doorbell.rung
                 if self.drain_once():
                     continue
                 with self.lock:
                     rings = [r.ring for r in self.routes.values()]
                 self.doorbell.wait(rings, seen, 0.5, self.wait.kind, self.wait.spins)
-        except BaseException as exc:  # surfaced to the user by the database
-            self.running = False
-            self.failed = True
-            self.on_error(exc)
+        except BaseException as exc:  # a failure outside any consumer
+            self.broken = True
+            self.fail(exc)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Drain until nothing moves (the rings are closed by now), then end
+        every consumer, with the failure if the engine failed."""
+        try:
+            while not self.broken and self.drain_once():
+                pass
+        except Exception as exc:
+            self.broken = True
+            self.fail(exc)
+        with self.lock:
+            if self.ended:
+                return
+            self.ended = True
+            consumers = [c for route in self.routes.values() for c in route.consumers]
+        for consumer in consumers:
+            consumer.on_end(self.error)
 
     def drain_once(self) -> bool:
-        """Take one micro-batch from every ring; True if anything moved."""
+        """Take one micro-batch from every ring; True if anything moved.
+
+        A consumer that raises is cut off and fails the engine; the other
+        consumers of the batch still get it.
+        """
         moved = False
         with self.lock:
             routes = list(self.routes.values())
@@ -167,7 +242,6 @@ class Scheduler:
                 frame_of(segments, route.schema) if segments
                 else pl.DataFrame(schema=route.schema)
             )
-            for consumer in list(route.consumers):
-                consumer.on_batch(frame, watermark)
+            deliver(route.consumers, frame, watermark, self.fail)
             self.batches += 1
         return moved

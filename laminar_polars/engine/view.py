@@ -4,13 +4,14 @@ A view is a consumer of its input (a source's micro-batches from the
 scheduler, or an upstream view's output) and a producer for its readers
 (sinks and views stacked on it). Each micro-batch runs through the stages
 bottom-up on the scheduler thread; whatever comes out, with the output
-watermark, goes to every reader.
+watermark, goes to every reader. A reader that fails is cut off at its edge
+and reported to the engine (see `readers`); the view and its other readers
+go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -18,16 +19,11 @@ from laminar_polars import _native
 from laminar_polars.engine.aggregates import OP, Output, collect
 from laminar_polars.engine.grid import GridWindows
 from laminar_polars.engine.keyed import KeyedAggregate
+from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.engine.session import SessionWindows
 from laminar_polars.plan import KeyedAgg, Node, RowMap, Scan, Step, WindowAgg, apply_steps
 
 __all__ = ["OP", "Reader", "ViewRuntime"]
-
-
-class Reader(Protocol):
-    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None: ...
-
-    def on_end(self) -> None: ...
 
 
 _SENTINELS = (_native.NO_WATERMARK, _native.CLOSED_WATERMARK)
@@ -95,6 +91,10 @@ def _compile(plan: Node) -> tuple[Scan, list[_RowStage | _AggregateStage]]:
     return node, stages
 
 
+def _reraise(error: BaseException) -> None:
+    raise error
+
+
 class ViewRuntime:
     """Maintains one view; ``on_batch`` is called on the scheduler thread."""
 
@@ -103,6 +103,11 @@ class ViewRuntime:
         self.plan = plan
         self.scan, self.stages = _compile(plan)
         self.readers: list[Reader] = []
+        # Told when one of the readers fails (the engine's `fail`, set when
+        # the view is wired); unwired, the failure goes to the view's producer.
+        self.on_failure: Callable[[BaseException], None] = _reraise
+        self.ended = False
+        self.end_error: BaseException | None = None
         self.rows_in = 0
         self.rows_out = 0
         self.watermark = _native.NO_WATERMARK
@@ -135,16 +140,25 @@ class ViewRuntime:
             self.rows_out += frame.height
             if self._aggregate is None and self.scan.appends_only:
                 self._keep(frame)
-        for reader in list(self.readers):
-            reader.on_batch(frame, watermark)
+        deliver(self.readers, frame, watermark, self.on_failure)
         for stage in self.stages:  # rows are out; now free what they came from
             if isinstance(stage, _AggregateStage):
                 stage.operator.settle()
         self.rows_in += taken  # last: a reader of metrics sees the batch fully done
 
-    def on_end(self) -> None:
+    def add_reader(self, reader: Reader) -> None:
+        """Feed ``reader`` from now on; a view that has ended ends it at once."""
+        self.readers.append(reader)
+        if self.ended:  # after the append: on_end sets `ended` before it looks
+            reader.on_end(self.end_error)
+
+    def on_end(self, error: BaseException | None = None) -> None:
+        """The input has ended (``error``: the engine failed): end every reader."""
+        if self.ended:
+            return
+        self.ended, self.end_error = True, error
         for reader in list(self.readers):
-            reader.on_end()
+            reader.on_end(error)
 
     def contents(self) -> pl.DataFrame:
         """The view's current rows: what ``db.query`` reads."""

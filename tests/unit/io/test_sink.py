@@ -5,6 +5,7 @@ Timeouts here are only deadlines that fail a hung test, never speed measurements
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import gc
 import threading
@@ -15,7 +16,15 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from laminar_polars.errors import Closed, LaminarError, Timeout
+import laminar_polars as lp
+from laminar_polars.errors import (
+    Closed,
+    ConfigError,
+    EngineError,
+    Lagged,
+    LaminarError,
+    Timeout,
+)
 from laminar_polars.io.sink import Sink, Subscription
 
 DEADLINE = 30.0  # seconds; only reached if something hangs
@@ -229,8 +238,8 @@ def test_metrics_lag_and_delivered() -> None:
     a.poll()
     sink.emit(frame(4))
     assert sink.metrics() == [
-        {"id": 1, "lag_rows": 1, "lag_batches": 1, "rows_delivered": 3},
-        {"id": 2, "lag_rows": 4, "lag_batches": 3, "rows_delivered": 0},
+        {"id": 1, "lag_rows": 1, "lag_batches": 1, "rows_delivered": 3, "dropped_rows": 0},
+        {"id": 2, "lag_rows": 4, "lag_batches": 3, "rows_delivered": 0, "dropped_rows": 0},
     ]
 
 
@@ -350,3 +359,175 @@ def test_many_producers_many_subscribers_no_loss_no_duplicates() -> None:
         for p in range(producers):
             mine = [v for v in values if v // per_producer == p]
             assert mine == sorted(mine)
+
+
+# -- the end of a stream by an engine failure ---------------------------------------------------
+
+
+def test_close_with_an_error_ends_every_read_with_engine_error() -> None:
+    sink = Sink("out", SCHEMA)
+    recv_sub, iter_sub, async_sub, arrow_sub = (sink.subscribe() for _ in range(4))
+    sink.emit(frame(1, 2))
+    cause = ValueError("a view failed")
+    sink.close(error=cause)
+    sink.close()  # the first close decides how the stream ends
+
+    assert_frame_equal(recv_sub.recv(timeout=DEADLINE), frame(1, 2))  # drained first
+    for read in (recv_sub.recv, recv_sub.poll, lambda: recv_sub.recv(timeout=DEADLINE)):
+        with pytest.raises(EngineError, match="engine failed") as info:
+            read()
+        assert info.value.__cause__ is cause
+
+    seen: list[pl.DataFrame] = []
+    with pytest.raises(EngineError):
+        for f in iter_sub:  # not a silent StopIteration
+            seen.append(f)
+    assert_frame_equal(pl.concat(seen), frame(1, 2))
+
+    async def read_async() -> list[pl.DataFrame]:
+        got = []
+        with pytest.raises(EngineError) as info:
+            async for f in async_sub:
+                got.append(f)
+        assert info.value.__cause__ is cause
+        return got
+
+    assert_frame_equal(pl.concat(asyncio.run(read_async())), frame(1, 2))
+
+    with pytest.raises(pa.ArrowException, match="engine failed"):
+        pa.table(arrow_sub)
+    with pytest.raises(EngineError):
+        sink.subscribe()
+
+
+def test_close_with_an_error_wakes_a_blocked_recv() -> None:
+    sink = Sink("out", SCHEMA)
+    sub = sink.subscribe()
+    errors: list[BaseException] = []
+    reader = threading.Thread(target=lambda: errors.extend(_raised(sub.recv)), daemon=True)
+    reader.start()
+    sink.close(error=RuntimeError("boom"))
+    reader.join(DEADLINE)
+    assert not reader.is_alive()
+    assert isinstance(errors[0], EngineError)
+
+
+def _raised(call) -> list[BaseException]:
+    try:
+        call()
+    except BaseException as exc:
+        return [exc]
+    return []
+
+
+# -- async iteration --------------------------------------------------------------------------
+
+
+def test_async_iteration_waits_without_blocking_the_loop() -> None:
+    sink = Sink("out", SCHEMA)
+    sub = sink.subscribe()
+
+    async def produce() -> None:  # runs on the same loop: only if the reader yields to it
+        for i in range(3):
+            await asyncio.sleep(0)
+            sink.emit(frame(i))
+        await asyncio.sleep(0)
+        sink.close()
+
+    async def main() -> list[int]:
+        producer = asyncio.create_task(produce())
+        values = [v async for f in sub for v in f["v"].to_list()]
+        await producer
+        return values
+
+    assert asyncio.run(asyncio.wait_for(main(), DEADLINE)) == [0, 1, 2]
+
+
+def test_async_iteration_is_woken_by_another_thread_and_cancel_loses_nothing() -> None:
+    sink = Sink("out", SCHEMA)
+    sub = sink.subscribe()
+
+    async def main() -> pl.DataFrame:
+        waiting = asyncio.ensure_future(sub.__anext__())
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # a cancelled wait takes nothing
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        emitter = threading.Thread(target=sink.emit, args=(frame(7),))
+        emitter.start()
+        got = await sub.__anext__()
+        emitter.join(DEADLINE)
+        return got
+
+    assert_frame_equal(asyncio.run(asyncio.wait_for(main(), DEADLINE)), frame(7))
+    sink.close()
+
+    async def rest() -> list[pl.DataFrame]:
+        return [f async for f in sub]
+
+    assert asyncio.run(rest()) == []
+
+
+# -- lagging subscriptions ----------------------------------------------------------------------
+
+
+def test_lagging_subscription_drops_its_oldest_frames_and_says_so() -> None:
+    sink = Sink("out", SCHEMA)
+    lagging, other = sink.subscribe(max_lag_rows=3), sink.subscribe()
+    for i in range(10):
+        sink.emit(frame(i))
+    (lag, full) = sink.metrics()
+    assert (lag["lag_rows"], lag["dropped_rows"]) == (3, 7)
+    assert (full["lag_rows"], full["dropped_rows"]) == (10, 0)
+    with pytest.raises(Lagged, match="7 rows") as info:
+        lagging.poll()
+    assert info.value.missed == 7 and isinstance(info.value, LaminarError)
+    assert_frame_equal(lagging.poll(), frame(7, 8, 9))  # then on, with the newest rows
+    sink.emit(frame(10))
+    assert_frame_equal(lagging.recv(timeout=DEADLINE), frame(10))  # no Lagged: nothing missed
+    assert_frame_equal(other.poll(), frame(*range(11)))
+
+
+def test_lagging_keeps_a_frame_larger_than_the_bound_alone() -> None:
+    sink = Sink("out", SCHEMA)
+    sub = sink.subscribe(max_lag_rows=4)
+    sink.emit(frame(1, 2))
+    sink.emit(frame(*range(10, 20)))  # alone more than the bound: kept, the older frame goes
+    assert sink.metrics()[0]["lag_rows"] == 10
+    with pytest.raises(Lagged) as info:
+        sub.recv(timeout=DEADLINE)
+    assert info.value.missed == 2
+    assert_frame_equal(sub.recv(timeout=DEADLINE), frame(*range(10, 20)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1000", True, None])
+def test_max_lag_rows_is_validated(bad) -> None:
+    sink = Sink("out", SCHEMA)
+    with pytest.raises(ConfigError, match="max_lag_rows"):
+        sink.subscribe(max_lag_rows=bad)
+    assert sink.metrics() == []
+
+
+def test_lagging_subscription_of_a_database_sink() -> None:
+    """100 k rows emitted as 1000 frames: a subscription never read holds at
+    most its bound; one read along loses nothing."""
+    with lp.open() as db:
+        db.execute("CREATE SOURCE q (i BIGINT NOT NULL)")
+        lagging = db.sink("q").subscribe(max_lag_rows=1000)
+        reader = db.sink("q").subscribe()
+        db.start()
+        src = db.source("q")
+        for k in range(1000):
+            src.push_arrow(pl.DataFrame({"i": range(100 * k, 100 * k + 100)}))
+            # In step with the engine, so each frame is one batch of 100 rows.
+            got = reader.recv(timeout=DEADLINE)["i"].to_list()
+            assert got == list(range(100 * k, 100 * k + 100))
+        lag, full = db.metrics()["sinks"]["q"]["subscriptions"]
+        assert lag["lag_rows"] <= 1000 and lag["dropped_rows"] == 99_000
+        assert full["dropped_rows"] == 0 and full["rows_delivered"] == 100_000
+        with pytest.raises(lp.Lagged, match="99000 rows") as info:
+            lagging.recv(timeout=DEADLINE)
+        assert info.value.missed == 99_000
+        assert lagging.recv(timeout=DEADLINE)["i"].to_list() == list(range(99_000, 100_000))
+        with pytest.raises(lp.ConfigError):
+            db.sink("q").subscribe(max_lag_rows=0)
