@@ -136,6 +136,7 @@ cdef extern from "lp_ring.h":
     int lp_ring_row_fits(const lp_ring* ring)
     int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows)
     void lp_ring_close(lp_ring* ring)
+    void lp_ring_mark_closed(lp_ring* ring)
     void lp_ring_wake_producers(lp_ring* ring)
     void lp_doorbell_init(lp_doorbell* bell)
     void lp_doorbell_destroy(lp_doorbell* bell)
@@ -494,6 +495,14 @@ cdef class Ring:
             self.close_reason = reason
             self.close_cause = cause
         lp_ring_close(&self.ring)
+
+    def close_in_forked_child(self, str reason):
+        """`close` for the child of a ``fork()``: no thread is woken (none
+        exists there, and a lock another thread held at the fork would never
+        be released)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        lp_ring_mark_closed(&self.ring)
 
     def closed_error(self, str what="the source is closed"):
         """The `Closed` exception a push into this closed ring raises."""

@@ -126,6 +126,11 @@ int64_t lp_ring_pending(const lp_ring* ring) {
   return lp_room_used(ring, lp_load_acquire(&ring->claim));
 }
 
+void lp_ring_mark_closed(lp_ring* ring) {
+  /* seq_cst: a push that starts after this sees it (no waking: see lp_ring.h). */
+  lp_store_seq_cst(&ring->closed, 1);
+}
+
 void lp_ring_close(lp_ring* ring) {
   lp_store_seq_cst(&ring->closed, 1);
   lp_ring_wake_producers(ring);

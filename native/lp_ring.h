@@ -188,6 +188,10 @@ int lp_ring_row_fits(const lp_ring* ring);
  * first). Counted in `dropped`. Returns the rows dropped. */
 int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows);
 void lp_ring_close(lp_ring* ring);
+/* Close without waking anyone: for the child of a fork(), where no other
+ * thread exists and a mutex another thread held at the fork stays locked
+ * forever (lp_ring_close would lock it to wake parked producers). */
+void lp_ring_mark_closed(lp_ring* ring);
 /* Wake producers parked for space (after the batch queue shrank, on stop). */
 void lp_ring_wake_producers(lp_ring* ring);
 /* Wait per the ring's wait strategy until `has_space(ring, arg)` holds;

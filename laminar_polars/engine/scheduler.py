@@ -164,7 +164,7 @@ class Scheduler:
         self.thread = None
         self.lock = threading.RLock()  # the parent's engine thread may have held it
         for route in self.routes.values():
-            route.ring.close(reason=reason)
+            route.ring.close_in_forked_child(reason)
 
     def _pin(self) -> None:
         """On the scheduler thread: pin it to ``self.cpu`` (if set), then let
