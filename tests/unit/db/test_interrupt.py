@@ -153,3 +153,41 @@ def test_ctrl_c_wakes_a_blocking_call(blocking, jupyter):
     assert "exited" in output, output
     if jupyter:
         assert "cell succeeded" in output, output
+
+
+# A push blocked on a full ring: filled before start(), so nothing will drain
+# it (pushing more than buffer_size rows before start() waits like this).
+FULL_RING = """
+import laminar_polars as lp
+import pyarrow as pa
+db = lp.open()
+db.execute("CREATE SOURCE q (i BIGINT) WITH (buffer_size = 4, wait_strategy = '{wait}')")
+src = db.source("q")
+src.push_batch([(i,) for i in range(4)])
+print("ready", flush=True)
+try:
+    {call}
+finally:
+    print("pending=%d" % src.pending, flush=True)
+"""
+
+PUSHES = {
+    "push": "src.push((9,))",
+    "push_batch": "src.push_batch([(9,), (10,)])",
+    "push_arrow": "src.push_arrow(pa.table({'i': [9, 10]}))",
+}
+
+
+@pytest.mark.parametrize("wait", ["spin", "spin_yield", "park"])
+@pytest.mark.parametrize("call", sorted(PUSHES))
+def test_ctrl_c_wakes_a_push_waiting_for_room(call, wait):
+    output = run_interrupted(FULL_RING.format(wait=wait, call=PUSHES[call]))
+    assert "caught KeyboardInterrupt" in output, output
+    assert "pending=4" in output, output  # the interrupted call enqueued nothing
+
+
+@pytest.mark.parametrize("call", sorted(PUSHES))
+def test_ctrl_c_wakes_a_push_waiting_for_room_in_a_notebook_cell(call):
+    output = run_interrupted(FULL_RING.format(wait="park", call=PUSHES[call]), jupyter=True)
+    assert "caught KeyboardInterrupt" in output and "pending=4" in output, output
+    assert "cell succeeded" in output, output
