@@ -48,8 +48,9 @@ from laminar_polars.config import (
     prepare_data_dir,
 )
 from laminar_polars.definitions import relation_of, source_definition, table_frame
+from laminar_polars.engine.graph import Node as GraphNode
+from laminar_polars.engine.graph import View, compile_view
 from laminar_polars.engine.scheduler import Scheduler
-from laminar_polars.engine.view import ViewRuntime
 from laminar_polars.errors import CatalogError, Closed, EngineError, SqlError, describe_failure
 from laminar_polars.frontend import plan_lazyframe, stream
 from laminar_polars.introspection import describe, metrics_of, topology_of
@@ -90,7 +91,7 @@ class LaminarDB:
         self._rings: dict[str, _native.Ring] = {}
         self._sinks: dict[str, Sink] = {}
         self._feeds: dict[str, SinkFeed] = {}
-        self._views: dict[str, ViewRuntime] = {}
+        self._views: dict[str, View] = {}
         self._scheduler = Scheduler(self._doorbell, cpu=self.config.core_affinity)
         self._lock = threading.RLock()
         self._state = "created"  # created → running → stopped
@@ -149,11 +150,16 @@ class LaminarDB:
         with self._lock:
             self._check_open()
             self.catalog.check_new_relation(name)
-            runtime = ViewRuntime(name, plan)
-            runtime.upstream = self._views.get(runtime.input)
+            view = compile_view(name, plan, resolve=self._output_of)
+            for node in view.nodes:  # a failing reader of one of them fails the engine
+                node.on_failure = self._scheduler.fail
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql)
-            self._views[name] = runtime
-            attach_reader(self._views, self._scheduler, runtime.input, runtime)
+            self._views[name] = view
+            attach_reader(self._views, self._scheduler, view.input, view.first.port(0))
+
+    def _output_of(self, name: str) -> GraphNode | None:
+        view = self._views.get(name)
+        return None if view is None else view.output
 
     def drop_materialized_view(self, name: str) -> None:
         """Drop a view no sink or other view reads."""
@@ -164,8 +170,8 @@ class LaminarDB:
             readers = self.catalog.readers_of(name)
             if readers:
                 raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
-            runtime = self._views.pop(name)
-            detach_reader(self._views, self._scheduler, runtime.input, runtime)
+            view = self._views.pop(name)
+            detach_reader(self._views, self._scheduler, view.input, view.first.port(0))
             del self.catalog.views[name]
 
     def register_table(self, name: str, frame: Any, replace: bool = False) -> None:
@@ -255,7 +261,7 @@ class LaminarDB:
         return self._query(sql)
 
     def _query(self, sql: str) -> pl.DataFrame:
-        return query_snapshot(sql, self.catalog.tables, self._views)
+        return query_snapshot(sql, self.catalog.tables, self._views, self._scheduler.at_barrier)
 
     # -- sources ----------------------------------------------------------------
     def create_source(

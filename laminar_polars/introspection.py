@@ -16,7 +16,7 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.catalog import Catalog, ColumnType, SourceDef
-from laminar_polars.engine.view import ViewRuntime
+from laminar_polars.engine.graph import View
 from laminar_polars.errors import CatalogError, SchemaError
 from laminar_polars.io.sink import Sink
 
@@ -112,7 +112,7 @@ def describe_source(definition: SourceDef) -> pl.DataFrame:
 def topology_of(
     catalog: Catalog,
     rings: dict[str, _native.Ring],
-    views: dict[str, ViewRuntime],
+    views: dict[str, View],
     sinks: dict[str, Sink],
 ) -> dict[str, Any]:
     """Every channel and its derived kind (see `LaminarDB.topology`)."""
@@ -143,7 +143,7 @@ def topology_of(
 
 def metrics_of(
     rings: dict[str, _native.Ring],
-    views: dict[str, ViewRuntime],
+    views: dict[str, View],
     sinks: dict[str, Sink],
     engine: dict[str, Any],
 ) -> dict[str, Any]:
@@ -158,6 +158,7 @@ def metrics_of(
         "views": {
             name: {"rows_in": view.rows_in, "rows_out": view.rows_out,
                    "state_rows": view.state_rows, "pending_rows": view.pending_rows,
+                   "retained_rows": view.retained_rows,
                    "watermark": watermark_value(view.watermark)}
             for name, view in views.items()
         },

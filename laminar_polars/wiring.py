@@ -13,8 +13,10 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.catalog import SourceDef
+from laminar_polars.engine.graph import View
+from laminar_polars.engine.operator import Delta
+from laminar_polars.engine.readers import Reader
 from laminar_polars.engine.scheduler import Scheduler
-from laminar_polars.engine.view import OP, Reader, ViewRuntime
 from laminar_polars.io.sink import Sink
 
 __all__ = ["SinkFeed", "attach_reader", "detach_reader", "make_ring"]
@@ -26,13 +28,13 @@ class SinkFeed:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
 
-    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None:
+    def on_batch(self, delta: Delta, watermark: int) -> None:
+        frame = delta.rows
         if frame.height:
             if self.sink.changelog:  # appends are inserts; upserts say which they are
-                op = pl.col(OP) if OP in frame.columns else pl.lit("insert")
-                frame = frame.with_columns(op.alias("op")).drop(OP, strict=False)
-            elif OP in frame.columns:
-                frame = frame.drop(OP)
+                op = (pl.lit("insert") if delta.new is None else
+                      pl.when(delta.new).then(pl.lit("insert")).otherwise(pl.lit("update")))
+                frame = frame.with_columns(op.alias("op"))
             self.sink.emit(frame)
 
     def on_end(self, error: BaseException | None = None) -> None:
@@ -62,25 +64,20 @@ def make_ring(
 
 
 def attach_reader(
-    views: dict[str, ViewRuntime], scheduler: Scheduler, input: str, reader: Reader
+    views: dict[str, View], scheduler: Scheduler, input: str, reader: Reader
 ) -> None:
-    """Make ``reader`` receive the output of source or view ``input``; a
-    view's failing readers are reported to the scheduler (the engine fails)."""
-    if isinstance(reader, ViewRuntime):
-        reader.on_failure = scheduler.fail
+    """Make ``reader`` receive the output of source or view ``input``."""
     if input in views:
-        views[input].add_reader(reader)
+        views[input].output.add_reader(reader)
     else:
         scheduler.subscribe(input, reader)
 
 
 def detach_reader(
-    views: dict[str, ViewRuntime], scheduler: Scheduler, input: str, reader: Reader
+    views: dict[str, View], scheduler: Scheduler, input: str, reader: Reader
 ) -> None:
     """Stop ``reader`` receiving from ``input``; a reader not attached is ignored."""
     if input in views:
-        readers = views[input].readers
-        if reader in readers:
-            readers.remove(reader)
+        views[input].output.remove_reader(reader)
     else:
         scheduler.unsubscribe(input, reader)

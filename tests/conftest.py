@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 import laminar_polars as lp
-from laminar_polars.engine import grid
+from laminar_polars.engine.ops import grid
 
 # When a hypothesis test fails, its pytest plugin imports libcst to suggest a
 # patch, and libcst's import raises a DeprecationWarning (mypy_extensions) that

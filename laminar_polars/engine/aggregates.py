@@ -40,23 +40,17 @@ shape: (2, 3)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import polars as pl
 
 from laminar_polars.plan import Agg, aggregate
 
-__all__ = ["OP", "TIME", "Aggregates", "Output", "Packing", "collect", "mark_new", "time_span"]
-
-OP = "__op"  # on rows emitted as upserts: 'insert' (a new group) or 'update'
+__all__ = ["TIME", "Aggregates", "Packing", "collect", "time_span"]
 
 TIME = "__time"
 
-# What a view makes of an operator's final rows (HAVING, its output columns),
-# given the extra columns (OP) to carry along. Operators apply it inside their
-# last Polars call, so emitting takes one collect.
-Output = Callable[[pl.LazyFrame, Sequence[str]], pl.LazyFrame]
 # Event order within one micro-batch as one integer: time since the batch's
 # earliest row, shifted left past the row's position, plus the position. For
 # a batch of a million rows that leaves 2**43 us (101 days) of time.
@@ -74,15 +68,6 @@ STREAMING_ROWS = 1 << 15
 def collect(frame: pl.LazyFrame, rows: int = 0) -> pl.DataFrame:
     """Run ``frame`` on the engine that suits ``rows`` input rows."""
     return frame.collect(engine="streaming" if rows >= STREAMING_ROWS else "in-memory")
-
-
-def mark_new(groups: pl.DataFrame, state: pl.DataFrame | None, on: list[str]) -> pl.DataFrame:
-    """``groups`` with an OP column: 'insert' where the state has no such group yet."""
-    if state is None:
-        return groups.with_columns(pl.lit("insert").alias(OP))
-    known = state.select(on).with_columns(pl.lit("update").alias(OP))
-    return groups.join(known, on=on, how="left", nulls_equal=True).with_columns(
-        pl.col(OP).fill_null("insert"))
 
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -251,12 +236,16 @@ class Aggregates:
         self,
         state: pl.LazyFrame,
         group: Sequence[str],
-        distinct: Sequence[pl.DataFrame] = (),
+        distinct: Sequence[pl.DataFrame] | None = (),
         keep: Sequence[str] = (),
     ) -> pl.LazyFrame:
         """Final aggregate values, one row per group: the group columns, any
-        ``keep`` columns of the state, then one column per aggregate."""
-        for slot, i in enumerate(self.distinct):
+        ``keep`` columns of the state, then one column per aggregate.
+
+        ``distinct`` holds each distinct count's ``(group, value)`` rows; None
+        when the state already holds each distinct count under its name."""
+        for slot, i in enumerate(self.distinct if distinct is not None else ()):
+            assert distinct is not None
             # A distinct count is counted from its rows and joined to the state
             # under its own name (no partial column of the state has it).
             agg = self.aggs[i]

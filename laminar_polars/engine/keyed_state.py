@@ -169,8 +169,25 @@ class KeyedState:
 
     def restore(self, rows: pl.DataFrame | None) -> None:
         """Replace everything with ``rows`` (unique keys), e.g. from a snapshot."""
-        self.hot = None
-        self.cold = None if rows is None else self.hashed(rows).sort(HASH)
+        self.restore_parts(rows, None)
+
+    def parts(self) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+        """The two parts without the hash column: a snapshot in O(1) (the frames
+        are never changed in place). `merge_parts` makes the rows of them."""
+        return (None if self.cold is None else self.cold.drop(HASH),
+                None if self.hot is None else self.hot.drop(HASH))
+
+    def restore_parts(self, cold: pl.DataFrame | None, hot: pl.DataFrame | None) -> None:
+        """Take over the parts of `parts` (the hashes are recomputed)."""
+        self.cold = None if cold is None else self.hashed(cold).sort(HASH)
+        self.hot = None if hot is None else self.hashed(hot)
+
+    def merge_parts(self, cold: pl.DataFrame | None,
+                    hot: pl.DataFrame | None) -> pl.DataFrame | None:
+        """The rows of two parts from `parts`: hot rows replace cold ones."""
+        if cold is None or hot is None or not hot.height:
+            return cold if hot is None else hot if cold is None else cold
+        return pl.concat([_without(cold, hot, self.keys), hot.select(cold.columns)])
 
 
 def _without(rows: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> pl.DataFrame:

@@ -1,7 +1,7 @@
 """Reader edges: how a producer of micro-batches hands them on, and where a
 failure stops.
 
-A reader is anything with ``on_batch(frame, watermark)`` and
+A reader is anything with ``on_batch(delta, watermark)`` and
 ``on_end(error=None)``: a view, or the feed of a sink. Both producers of
 batches, the scheduler (for each source) and a view (for its output), hand a
 batch to their readers with :func:`deliver`. A reader whose ``on_batch``
@@ -17,32 +17,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-import polars as pl
+from laminar_polars.engine.operator import Delta
 
 __all__ = ["Reader", "deliver"]
 
 
 class Reader(Protocol):
-    def on_batch(self, frame: pl.DataFrame, watermark: int) -> None: ...
+    def on_batch(self, delta: Delta, watermark: int) -> None: ...
 
     def on_end(self, error: BaseException | None = None) -> None: ...
 
 
 def deliver(
     readers: list[Reader],
-    frame: pl.DataFrame,
+    delta: Delta,
     watermark: int,
     on_failure: Callable[[BaseException], None],
 ) -> None:
-    """Hand ``frame`` to every reader in ``readers``.
+    """Hand ``delta`` to every reader in ``readers``.
 
     A reader that raises is removed from ``readers``, reported to
     ``on_failure`` (the engine's), then ended with its error; the others
-    still get the frame.
+    still get the rows.
     """
     for reader in list(readers):
         try:
-            reader.on_batch(frame, watermark)
+            reader.on_batch(delta, watermark)
         except Exception as error:
             if reader in readers:
                 readers.remove(reader)

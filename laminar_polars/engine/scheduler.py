@@ -6,8 +6,13 @@ columns), and hands the frame with the source's watermark to each consumer of
 that source. When nothing is pending it waits on the database's doorbell,
 which producers ring only while the scheduler is parked.
 
-A consumer is a `Reader` (``on_batch(frame, watermark)``, ``on_end(error)``);
-a sink reading a source directly is the simplest one.
+A consumer is a `Reader` (``on_batch(delta, watermark)``, ``on_end(error)``):
+the first node of a view reading the source, or a sink's feed.
+
+Between two micro-batches the engine thread is at a *barrier*: every view's
+state is whole (no batch half through it). `at_barrier` runs a function
+there (`db.query` takes its snapshot of the views so, a checkpoint will too):
+on the engine thread while it runs, else on the caller's, under the lock.
 
 Stopping and failing end the same way: the sources are closed first (their
 watermark goes to +inf, so open windows close), then the engine drains
@@ -27,13 +32,17 @@ database nobody references can be collected and its finalizer stop the thread
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.config import WaitStrategy
+from laminar_polars.engine.operator import Delta
 from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.errors import ConfigError, describe_failure
 from laminar_polars.io.arrow import frame_of
@@ -49,6 +58,28 @@ MAX_BATCH_ROWS = 1 << 20
 # Longest a join of the engine thread sleeps before looking for signals: Polars'
 # SIGINT handler keeps an untimed wait from waking on Ctrl-C (FIELD-NOTES).
 JOIN_SLICE = 0.1
+
+T = TypeVar("T")
+
+
+class _Request:
+    """A function to run at a barrier, and its outcome."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # handed to the caller
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 class _Route:
@@ -79,6 +110,7 @@ class Scheduler:
         self.broken = False  # failed outside any consumer: nothing is drained any more
         self.ended = False  # every consumer has been ended
         self.forked = False  # this is a copy in a forked child: it never runs
+        self.requests: collections.deque[_Request] = collections.deque()  # for the barrier
         self.batches = 0
 
     # -- topology -------------------------------------------------------------
@@ -196,7 +228,9 @@ class Scheduler:
         try:
             while self.running and self.error is None:
                 seen = self.doorbell.rung
-                if self.drain_once():
+                moved = self.drain_once()
+                self._serve_requests()  # between micro-batches: the barrier
+                if moved:
                     continue
                 with self.lock:
                     rings = [r.ring for r in self.routes.values()]
@@ -215,6 +249,7 @@ class Scheduler:
         except Exception as exc:
             self.broken = True
             self.fail(exc)
+        self._serve_requests()
         with self.lock:
             if self.ended:
                 return
@@ -222,6 +257,40 @@ class Scheduler:
             consumers = [c for route in self.routes.values() for c in route.consumers]
         for consumer in consumers:
             consumer.on_end(self.error)
+
+    # -- the barrier -------------------------------------------------------------
+    def at_barrier(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run between two micro-batches, and its result.
+
+        While the engine thread runs, it runs ``fn`` after its current
+        micro-batch and the caller waits (in slices: Ctrl-C interrupts the
+        wait); otherwise nothing else runs the graph, and ``fn`` runs here.
+        """
+        thread = self.thread
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+            with self.lock:
+                return fn()
+        request = _Request(fn)
+        with self.lock:
+            self.requests.append(request)
+        self.doorbell.ring()
+        while not request.done.wait(JOIN_SLICE):
+            if not thread.is_alive():  # it ended first: nothing runs the graph any more
+                with self.lock:
+                    if request in self.requests:
+                        self.requests.remove(request)
+                        request.run()
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[no-any-return]
+
+    def _serve_requests(self) -> None:
+        while True:
+            with self.lock:
+                if not self.requests:
+                    return
+                request = self.requests.popleft()
+            request.run()
 
     def drain_once(self) -> bool:
         """Take one micro-batch from every ring; True if anything moved.
@@ -242,6 +311,6 @@ class Scheduler:
                 frame_of(segments, route.schema) if segments
                 else pl.DataFrame(schema=route.schema)
             )
-            deliver(route.consumers, frame, watermark, self.fail)
+            deliver(route.consumers, Delta(frame), watermark, self.fail)
             self.batches += 1
         return moved

@@ -238,7 +238,7 @@ FOLDABLE_ORACLE = {name: ORACLE_AGGS[name] for name in
 def test_window_views_match_oracle_whenever_rows_are_merged(stream, absorb_rows, cap):
     """Views without distinct counts, whose closing windows can fold pending rows
     in, under random merge thresholds: when rows are merged never changes what."""
-    from laminar_polars.engine import grid
+    from laminar_polars.engine.ops import grid
 
     events, delay_us, mode, seed, start, rounds = stream
     kept, _late = split_late(events, delay_us)

@@ -193,7 +193,8 @@ def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
     """The emitting path: rows of the closing window merged just before the close
     (half the watermark lag ahead of it), so the close slices ready rows and runs
     no Polars query; the rows are still exact."""
-    from laminar_polars.engine.grid import GridWindows
+    from laminar_polars.engine.operator import Delta
+    from laminar_polars.engine.ops.grid import GridWindows
 
     with lp.open() as db:
         db.execute(TRADES_DDL)
@@ -201,24 +202,29 @@ def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
         out = (pl.col("symbol"), pl.col(WINDOW_END).alias("we"), pl.col("high"), pl.col("trades"))
         spec = WindowSpec("tumble", 1_000_000, 1_000_000)
         node = WindowAgg(db._relation("trades"), ("symbol",), spec, aggs, out)
-    windows = GridWindows(node, lambda rows, extra: rows.select(*node.output, *extra))
+    windows = GridWindows(node)
 
-    def batch(rows: list[tuple]) -> tuple[pl.DataFrame, int]:
+    def emit(rows: list[tuple]) -> pl.DataFrame | None:
+        """What the graph does on the way to the readers: the batch, then its watermark."""
         frame = pl.DataFrame(rows, schema=["symbol", "price", "qty", "ts"], orient="row")
         frame = frame.with_columns(pl.col("ts").cast(pl.Datetime("us")))
-        return frame, max(r[3] for r in rows) - DELAY
+        assert windows.on_batch(0, Delta(frame)) is None
+        released = windows.on_watermark(max(r[3] for r in rows) - DELAY)
+        return None if released is None else released.rows
 
-    assert windows.process(*batch([("A", 1.0, 1, 10), ("B", 5.0, 1, 500_000),
-                                   ("A", 3.0, 1, 999_999)])) is None
-    assert windows.process(*batch([("A", 2.0, 1, 1_060_000)])) is None  # merged here
+    assert emit([("A", 1.0, 1, 10), ("B", 5.0, 1, 500_000), ("A", 3.0, 1, 999_999)]) is None
+    windows.settle()
+    assert emit([("A", 2.0, 1, 1_060_000)]) is None
+    windows.settle()  # merged here, after the rows went out: half the lag before the close
 
     queries = []
     monkeypatch.setattr(pl.LazyFrame, "collect",
                         lambda self, *a, **k: queries.append(self) or pytest.fail("a query ran"))
     monkeypatch.setattr(pl, "collect_all", lambda *a, **k: pytest.fail("a query ran"))
-    emitted = windows.process(*batch([("B", 9.0, 1, 1_120_000)]))
+    emitted = emit([("B", 9.0, 1, 1_120_000)])
     assert queries == []
     monkeypatch.undo()
+    windows.settle()
     assert emitted is not None
     assert emitted.sort("symbol").to_dicts() == [
         {"symbol": "A", "we": dt.datetime(1970, 1, 1, 0, 0, 1), "high": 3.0, "trades": 2},
@@ -229,7 +235,7 @@ def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
 def test_metrics_tell_pending_rows_from_merged_state(monkeypatch):
     """pending_rows: input rows held before a merge; state_rows: merged partials,
     one per key and open window. A close frees both for the windows it emitted."""
-    from laminar_polars.engine import grid
+    from laminar_polars.engine.ops import grid
 
     monkeypatch.setattr(grid, "ABSORB_ROWS", 1_000)
     monkeypatch.setattr(grid, "PENDING_CAP", 1_000)

@@ -14,6 +14,26 @@ Either way, freeing the emitted windows (`settle`) runs after the rows went
 out. When to merge is chosen to keep closes on the first path: just before
 the watermark reaches a pending window's end, and not in the stretch before a
 close otherwise (see `GridWindows._should_absorb`).
+
+Durable state (`snapshot`): ``state`` (merged partials), ``pending`` (input
+rows not merged yet), ``distinct<i>`` (a distinct count's ``(key, window,
+value)`` rows), ``earliest`` (each key's earliest time, for Polars'
+first-row window origin), and the scalars ``watermark`` and ``frontier``; under
+EMIT ON UPDATE also ``closed`` (rows of closed windows, for db.query). Caches,
+rebuilt on restore: the ready rows and their bounds, the earliest window ends
+of the state and of the pending rows, and the merge timing.
+
+The state machine's invariants, between micro-batches (after `settle`):
+
+1. ``state`` has at most one row per key and window start, only for windows
+   whose end is after ``watermark``;
+2. every input row is either merged into ``state`` (and the distinct rows) or
+   held in ``pending``, never both;
+3. a window whose end is at or before ``watermark`` was emitted exactly once
+   (EMIT ON WINDOW CLOSE), with every row that fell into it;
+4. when ``ready_fresh``, ``ready`` holds the view's rows of every window in
+   ``state``, oldest window first, and ``ready_bounds`` how many leading ready
+   rows end with each window start.
 """
 
 from __future__ import annotations
@@ -23,21 +43,21 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from laminar_polars import _native
 from laminar_polars.engine.aggregates import (
-    OP,
     STREAMING_ROWS,
     TIME,
-    Output,
     Packing,
     collect,
-    mark_new,
     time_span,
 )
-from laminar_polars.engine.window import START, Windows
+from laminar_polars.engine.operator import Delta, State
+from laminar_polars.engine.ops.history import UNBOUNDED, Retention
+from laminar_polars.engine.ops.row_map import NEW, split_new
+from laminar_polars.engine.ops.windows import START, WindowOperator
+from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 from laminar_polars.plan import WindowAgg
 
-__all__ = ["ABSORB_ROWS", "GridWindows"]
+__all__ = ["ABSORB_ROWS", "PENDING_CAP", "GridWindows"]
 
 # Pending rows are merged once this many wait (unless a window is about to
 # close: then the merge waits for the last moment before it, see below).
@@ -45,20 +65,21 @@ ABSORB_ROWS = 1 << 12
 # ... and always once this many wait, close or not, to bound memory.
 PENDING_CAP = 1 << 16
 
-class GridWindows(Windows):
+
+class GridWindows(WindowOperator):
     """Tumbling and hopping windows over partial aggregates."""
 
-    def __init__(self, node: WindowAgg, output: Output) -> None:
-        super().__init__(node, output)
+    def __init__(self, node: WindowAgg, retention: Retention = UNBOUNDED) -> None:
+        super().__init__(node, retention)
         spec = node.window
         self.size, self.slide, self.offset = spec.size_us, spec.slide_us, spec.offset_us
         self.group = [*self.keys, START]
         self.state: pl.DataFrame | None = None  # merged partials: one row per key and window
         self.state_end: int | None = None  # the earliest end of a window in the state
         self.pending: list[pl.DataFrame] = []  # input rows not merged yet, in arrival order
-        self.pending_rows = 0
+        self.pending_count = 0
         self.pending_end: int | None = None  # the earliest end of a window they fall into
-        self.frontier = _native.NO_WATERMARK  # the latest event time seen
+        self.frontier = NO_WATERMARK  # the latest event time seen
         self.caught_up_for: int | None = None  # pending_end of the last merge before a close
         self.emitted_through: int | None = None  # windows ending by here went out; settle() frees
         self.distinct: list[pl.DataFrame | None] = [None] * len(self.calc.distinct)
@@ -81,30 +102,45 @@ class GridWindows(Windows):
     def state_rows(self) -> int:
         return 0 if self.state is None else self.state.height
 
-    def process(self, frame: pl.DataFrame, watermark: int) -> pl.DataFrame | None:
-        """Take one micro-batch; return the view's rows to emit, if any."""
-        self.settle()  # a no-op when the view already settled after emitting
-        if frame.height:
-            self._hold(frame)
+    @property
+    def pending_rows(self) -> int:
+        return self.pending_count
+
+    # -- the operator interface ----------------------------------------------------
+    def on_batch(self, port: int, delta: Delta) -> Delta | None:
+        """Hold the rows; under EMIT ON UPDATE, merge them and return the
+        changed windows' rows."""
+        self.settle()  # a no-op when the graph already settled after the last batch
+        if not delta.height:
+            return None
+        self._hold(delta.rows)
         if self.node.emit == "on_update":
-            updates = self._update() if self.pending else None
-            if self._closes(watermark):
-                self._emit_closed(watermark)
-                self.settle()
-            return updates
-        if self._closes(watermark):
-            return self._emit_closed(watermark)
-        if self._should_absorb(watermark):
-            self._absorb()
+            return self._update()
         return None
 
+    def on_watermark(self, watermark: int) -> Delta | None:
+        """The windows the watermark closed (EMIT ON WINDOW CLOSE). Their rows
+        are usually a slice of the ready rows: no Polars query runs here."""
+        self.settle()
+        if not self._closes(watermark):
+            return None
+        finals = self._emit_closed(watermark)
+        if self.node.emit == "on_update":  # their last update already went out
+            self.settle()
+            return None
+        return None if finals is None else Delta(finals)
+
     def settle(self) -> None:
-        """Free what the last close emitted. The view calls this after the
-        rows went out, which keeps the work off the closing row's path."""
-        if self.emitted_through is None:
-            return
-        super().settle()
-        watermark, self.emitted_through = self.emitted_through, None
+        """After the rows went out: free the windows the last close emitted,
+        and merge the pending rows if it is time to (`_should_absorb`). Both
+        are kept off the path from a closing row to the readers."""
+        if self.emitted_through is not None:
+            self._free_emitted(self.emitted_through)
+        if self.keeps_ready and self._should_absorb(self.watermark):
+            self._absorb()
+
+    def _free_emitted(self, watermark: int) -> None:
+        self.emitted_through = None
         if self.pending_end is not None and self.pending_end <= watermark:
             self._absorb()  # pending rows of closed windows were folded in; dropped below
         still_open = pl.col(START) + self.size > watermark
@@ -117,11 +153,13 @@ class GridWindows(Windows):
             self.ready = self.ready.slice(closed)
             self.ready_bounds = [(start, rows - closed) for start, rows in self.ready_bounds
                                  if rows > closed]
+        if self.closed is not None:
+            self.closed.settle()
 
     # -- rows in ----------------------------------------------------------------
     def _hold(self, frame: pl.DataFrame) -> None:
-        self.pending.append(frame)
-        self.pending_rows += frame.height
+        self.pending = [*self.pending, frame]
+        self.pending_count += frame.height
         span = time_span(frame.get_column(self.calc.time_column))  # type: ignore[arg-type]
         assert span is not None, "event times are never null"
         low, high = span
@@ -136,7 +174,7 @@ class GridWindows(Windows):
         return start + self.slide + self.size
 
     def _should_absorb(self, watermark: int) -> bool:
-        """Whether to merge the pending rows now.
+        """Whether to merge the pending rows now, the watermark at ``watermark``.
 
         A merge costs a few Polars calls (milliseconds): a close that comes
         while one runs waits for it. So pending rows are merged (1) once, just
@@ -147,16 +185,18 @@ class GridWindows(Windows):
         rows, but not while a close is within the lag; (3) always at
         `PENDING_CAP` rows.
         """
-        if not self.pending or watermark in (_native.NO_WATERMARK, _native.CLOSED_WATERMARK):
-            return self.pending_rows >= PENDING_CAP
+        if not self.pending or watermark in (NO_WATERMARK, CLOSED_WATERMARK):
+            return self.pending_count >= PENDING_CAP
         assert self.pending_end is not None
         lag = max(self.frontier - watermark, 0)
         if watermark >= self.pending_end - lag // 2 and self.caught_up_for != self.pending_end:
             self.caught_up_for = self.pending_end
             return True
-        next_close = min(e for e in (self.state_end, self.pending_end) if e is not None)
-        return self.pending_rows >= PENDING_CAP or (
-            self.pending_rows >= ABSORB_ROWS and watermark < next_close - lag)
+        return self.pending_count >= PENDING_CAP or (
+            self.pending_count >= ABSORB_ROWS and watermark < self._next_close() - lag)
+
+    def _next_close(self) -> int:
+        return min(e for e in (self.state_end, self.pending_end) if e is not None)
 
     def _pending_frame(self) -> pl.DataFrame:
         if len(self.pending) > 1:
@@ -190,7 +230,7 @@ class GridWindows(Windows):
         the ready rows in the same Polars call. For EMIT ON UPDATE, return the
         rows' own partials (which groups they touched)."""
         rows = self._pending_frame()
-        self.pending, self.pending_end = [], None  # pending_rows drops once they are merged
+        self.pending, self.pending_end = [], None  # pending_count drops once they are merged
         packing = self.calc.packing(rows)
         windowed = self._windowed(rows, packing)
         if self.calc.distinct:
@@ -206,7 +246,7 @@ class GridWindows(Windows):
         # update) come out of the same call; shared subplans run once.
         extra = self._finals_lazy(merged, carry=[START]) if self.keeps_ready else partials
         self.state, out = pl.collect_all([merged, extra], engine="in-memory")
-        self.pending_rows = 0
+        self.pending_count = 0
         self.state_end = self._earliest_end(self.state)
         if self.keeps_ready:
             self._make_ready(out)
@@ -224,7 +264,7 @@ class GridWindows(Windows):
         """The view's rows of the windows the watermark closed; `settle` frees them."""
         self.emitted_through = watermark
         folds = self.pending_end is not None and self.pending_end <= watermark
-        if folds and (not self.can_fold or self.pending_rows > ABSORB_ROWS):
+        if folds and (not self.can_fold or self.pending_count > ABSORB_ROWS):
             self._absorb()
             folds = False
         if folds:  # rows of closing windows are pending: merge them in, one Polars call
@@ -241,7 +281,7 @@ class GridWindows(Windows):
         else:
             return None
         if finals is not None:
-            self._keep(finals)
+            self._keep_closed(finals)
         return finals
 
     def _make_ready(self, rows: pl.DataFrame) -> None:
@@ -270,22 +310,23 @@ class GridWindows(Windows):
 
     def _earliest_end(self, state: pl.DataFrame) -> int | None:
         start = state.get_column(START).min()
-        return None if start is None else start + self.size  # type: ignore[operator]
+        return None if start is None else int(start) + self.size  # type: ignore[arg-type]
 
-    def _update(self) -> pl.DataFrame | None:
+    def _update(self) -> Delta | None:
         """EMIT ON UPDATE: merge the pending rows at once; their groups' new values."""
         before = self.state
         partials = self._absorb()
         assert self.state is not None and partials is not None
-        seen = mark_new(partials.select(self.group), before, self.group)
-        return self._finals(self.state.lazy().join(seen.lazy(), on=self.group, nulls_equal=True),
-                            carry=[OP])
-
-    def _open_rows(self) -> list[pl.DataFrame]:
-        if self.node.emit != "on_update" or self.state is None or not self.state.height:
-            return []
-        finals = self._finals(self.state.lazy())
-        return [] if finals is None else [finals]
+        touched = partials.lazy().select(self.group)
+        if before is None:
+            marked = touched.with_columns(pl.lit(True).alias(NEW))
+        else:
+            known = before.lazy().select(*self.group, pl.lit(False).alias(NEW))
+            marked = touched.join(known, on=self.group, how="left", nulls_equal=True,
+                                  maintain_order="left").with_columns(pl.col(NEW).fill_null(True))
+        rows = self._finals(self.state.lazy().join(marked, on=self.group, nulls_equal=True),
+                            carry=[NEW])
+        return None if rows is None else split_new(rows)
 
     def _finals_lazy(self, partials: pl.LazyFrame, carry: Sequence[str] = ()) -> pl.LazyFrame:
         """The view's rows from merged partials, plus the ``carry`` columns of the partials."""
@@ -293,22 +334,83 @@ class GridWindows(Windows):
         keep = [c for c in carry if c not in self.group]
         finals = self.calc.finalize(partials, self.group, distinct, keep)
         if self.follow_first_row and self.earliest is not None:
-            finals = self._from_first_row(finals)
+            finals = self._from_first_row(finals, self.earliest)
         return self._finish_lazy(finals, pl.col(START) + self.size, carry)
 
     def _finals(self, partials: pl.LazyFrame, carry: Sequence[str] = ()) -> pl.DataFrame | None:
         out = collect(self._finals_lazy(partials, carry))
         return out if out.height else None
 
-    def _from_first_row(self, finals: pl.LazyFrame) -> pl.LazyFrame:
-        assert self.earliest is not None
+    def _from_first_row(self, finals: pl.LazyFrame, earliest_rows: pl.DataFrame) -> pl.LazyFrame:
+        """Only the windows Polars' group_by_dynamic makes: per key, from the
+        one at or before its earliest row (``earliest_rows``) on."""
         earliest = pl.col(TIME)
         base = earliest // self.slide * self.slide + self.offset
         behind = (base - earliest).clip(lower_bound=0)
         first_start = (base - (behind + self.slide - 1) // self.slide * self.slide).alias("__first")
-        origins = self.earliest.lazy().select(*self.earliest.columns[:-1], first_start)
+        origins = earliest_rows.lazy().select(*earliest_rows.columns[:-1], first_start)
         if self.keys:
             finals = finals.join(origins, on=self.keys, how="left", nulls_equal=True)
         else:
             finals = finals.join(origins.drop("__all"), how="cross")
         return finals.filter(pl.col(START) >= pl.col("__first")).drop("__first")
+
+    # -- state -----------------------------------------------------------------------
+    def snapshot(self) -> State:
+        frames: dict[str, pl.DataFrame] = {}
+        if self.state is not None:
+            frames["state"] = self.state
+        if self.pending:
+            frames["pending"] = pl.concat(self.pending, rechunk=False)
+        for slot, rows in enumerate(self.distinct):
+            if rows is not None:
+                frames[f"distinct{slot}"] = rows
+        if self.earliest is not None:
+            frames["earliest"] = self.earliest
+        closed = self._closed_state().frame("rows")
+        if closed is not None:
+            frames["closed"] = closed
+        return State(frames, {"watermark": self.watermark, "frontier": self.frontier})
+
+    def restore(self, state: State) -> None:
+        self.watermark = state.scalar("watermark", NO_WATERMARK)
+        self.frontier = state.scalar("frontier", NO_WATERMARK)
+        self.state = state.frame("state")
+        self.state_end = None if self.state is None else self._earliest_end(self.state)
+        self.pending, self.pending_count, self.pending_end = [], 0, None
+        pending = state.frame("pending")
+        if pending is not None and pending.height:
+            frontier = self.frontier
+            self._hold(pending)
+            self.frontier = frontier
+        self.distinct = [state.frame(f"distinct{slot}") for slot in range(len(self.distinct))]
+        self.earliest = state.frame("earliest")
+        self.caught_up_for = self.emitted_through = None
+        self.ready, self.ready_bounds, self.ready_fresh = None, [], False
+        if self.closed is not None:
+            closed = state.frame("closed")
+            self.closed.restore(State({} if closed is None else {"rows": closed}))
+
+    def contents(self, state: State) -> pl.DataFrame | None:
+        """EMIT ON UPDATE: the rows of closed windows and the current rows of
+        open ones (those of the pending rows included)."""
+        if self.closed is None:
+            return None
+        frames = self._closed_rows(state)
+        open_rows = self._open_rows(state)
+        if open_rows is not None:
+            frames.append(open_rows)
+        return pl.concat(frames) if frames else None
+
+    def _open_rows(self, state: State) -> pl.DataFrame | None:
+        partials = state.frame("state")
+        if partials is None or not partials.height:
+            return None
+        distinct = [d for d in (state.frame(f"distinct{slot}")
+                                for slot in range(len(self.distinct))) if d is not None]
+        finals = self.calc.finalize(partials.lazy(), self.group, distinct)
+        earliest = state.frame("earliest")
+        if self.follow_first_row and earliest is not None:
+            finals = self._from_first_row(finals, earliest)
+        out = collect(self._finish_lazy(finals, pl.col(START) + self.size))
+        return out if out.height else None

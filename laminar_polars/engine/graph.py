@@ -1,0 +1,277 @@
+"""The operator graph: every view compiled into nodes, joined by edges.
+
+A `Node` holds one `Operator`, the watermark of each of its input ports, and
+its readers (nodes of views stacked on it, sinks' feeds). A view's plan
+becomes a chain of nodes (`compile_view`): a row map, an aggregate, a row map
+above it, and, for a view that appends, a `History` keeping its rows for
+``db.query``. A view stacked on another is an edge from that view's last node
+to this view's first, not a pointer set from outside; sources feed the first
+node of the views that read them through the scheduler.
+
+A batch travels depth first: a node runs its operator's ``on_batch`` and, if
+the minimum of its ports' watermarks moved, ``on_watermark``, hands what came
+out to every reader (`deliver`: a reader that fails is cut off at its edge),
+then lets the operator ``settle``. Only the scheduler thread runs nodes; between
+micro-batches (the barrier) every operator's state is consistent, which is
+where snapshots are taken (`View.snapshot`) and ``db.query`` reads
+(`View.contents` computes a view's rows from snapshots, on any thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import polars as pl
+
+from laminar_polars.engine.operator import Delta, Operator, State
+from laminar_polars.engine.ops.grid import GridWindows
+from laminar_polars.engine.ops.history import UNBOUNDED, History, Retention
+from laminar_polars.engine.ops.keyed import KeyedAggregate
+from laminar_polars.engine.ops.row_map import RowMapOperator
+from laminar_polars.engine.ops.session import SessionWindows
+from laminar_polars.engine.readers import Reader, deliver
+from laminar_polars.engine.sentinels import NO_WATERMARK
+from laminar_polars.errors import PlanError
+from laminar_polars.plan import KeyedAgg, RowMap, Scan, WindowAgg
+from laminar_polars.plan import Node as PlanNode
+
+__all__ = ["Node", "Port", "View", "compile_view"]
+
+
+def _reraise(error: BaseException) -> None:
+    raise error
+
+
+class Node:
+    """One operator of the graph, its ports' watermarks and its readers.
+
+    ``inputs`` has, per port, the node feeding it or the name of the source
+    feeding it. ``rows_in`` counts rows once their batch went all the way
+    through (a reader of metrics sees whole batches).
+    """
+
+    def __init__(self, operator: Operator, schema: pl.Schema, view: str) -> None:
+        self.operator = operator
+        self.view = view
+        self.schema = schema
+        self.nothing = Delta(pl.DataFrame(schema=schema))  # most batches emit no row
+        self.inputs: list[Node | str] = []
+        self.port_watermarks = [NO_WATERMARK] * operator.ports
+        self.watermark = NO_WATERMARK  # the minimum of the ports', as on_watermark saw it
+        self.readers: list[Reader] = []
+        # Told when a reader fails (the engine's `fail`, set when wired).
+        self.on_failure: Callable[[BaseException], None] = _reraise
+        self.ended_ports = 0
+        self.ended = False
+        self.end_error: BaseException | None = None
+        self.rows_in = 0
+        self.rows_out = 0
+
+    @property
+    def output_watermark(self) -> int:
+        return self.operator.output_watermark(self.watermark)
+
+    def port(self, index: int = 0) -> Port:
+        return Port(self, index)
+
+    def receive(self, port: int, delta: Delta, watermark: int) -> None:
+        """A batch (and its watermark) arrived on ``port``: run the operator,
+        hand its rows on, then let it settle."""
+        out = self.operator.on_batch(port, delta) if delta.height else None
+        if watermark > self.port_watermarks[port]:
+            self.port_watermarks[port] = watermark
+        low = min(self.port_watermarks)
+        if low > self.watermark:
+            self.watermark = low
+            released = self.operator.on_watermark(low)
+            out = released if out is None else _concat(out, released)
+        if out is not None and out.height:
+            self.rows_out += out.height
+        deliver(self.readers, self.nothing if out is None else out, self.output_watermark,
+                self.on_failure)
+        self.operator.settle()  # the rows are out: free what they came from
+        self.rows_in += delta.height
+
+    def add_reader(self, reader: Reader) -> None:
+        """Feed ``reader`` from now on; a node that has ended ends it at once."""
+        self.readers.append(reader)
+        if self.ended:  # after the append: end() sets `ended` before it looks
+            reader.on_end(self.end_error)
+
+    def remove_reader(self, reader: Reader) -> None:
+        if reader in self.readers:
+            self.readers.remove(reader)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """An input ended (``error``: the engine failed): once every port has
+        ended, or at the first failure, every reader ends."""
+        self.ended_ports += 1
+        if self.ended or (error is None and self.ended_ports < self.operator.ports):
+            return
+        self.ended, self.end_error = True, error
+        for reader in list(self.readers):
+            reader.on_end(error)
+
+    # -- state ---------------------------------------------------------------------
+    def snapshot(self) -> State:
+        return self.operator.snapshot()
+
+    def contents(self, states: Mapping[Node, State]) -> pl.DataFrame | None:
+        """The rows this node's output stands for in ``states`` (a snapshot of
+        every node), or None if it holds none (a source feeds it)."""
+        rows = self.operator.contents(states[self])
+        if rows is not None or not isinstance(self.operator, RowMapOperator):
+            return rows
+        upstream = self.inputs[0]
+        below = None if isinstance(upstream, str) else upstream.contents(states)
+        return None if below is None else self.operator.apply(below)
+
+
+class Port:
+    """Input ``index`` of ``node``, as a reader of its upstream."""
+
+    __slots__ = ("index", "node")
+
+    def __init__(self, node: Node, index: int) -> None:
+        self.node = node
+        self.index = index
+
+    def on_batch(self, delta: Delta, watermark: int) -> None:
+        self.node.receive(self.index, delta, watermark)
+
+    def on_end(self, error: BaseException | None = None) -> None:
+        self.node.end(error)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Port) and (other.node, other.index) == (self.node, self.index)
+
+    def __hash__(self) -> int:
+        return hash((id(self.node), self.index))
+
+
+def _concat(first: Delta, second: Delta | None) -> Delta:
+    if second is None or not second.height:
+        return first
+    if not first.height:
+        return second
+    rows = pl.concat([first.rows, second.rows], how="vertical")
+    if first.new is None or second.new is None:
+        return Delta(rows)
+    return Delta(rows, pl.concat([first.new, second.new]))
+
+
+class View:
+    """A materialized view in the graph: its nodes, first (reading its input)
+    to last (its output); ``history`` keeps an appending view's rows."""
+
+    def __init__(self, name: str, plan: PlanNode, nodes: list[Node],
+                 history: Node | None) -> None:
+        self.name = name
+        self.plan = plan
+        self.nodes = nodes
+        self.history = history
+        self.first = nodes[0]
+        self.output = nodes[-1]
+
+    @property
+    def input(self) -> str:
+        scan = self.plan
+        while not isinstance(scan, Scan):
+            scan = scan.input
+        return scan.name
+
+    # -- metrics -------------------------------------------------------------------
+    @property
+    def rows_in(self) -> int:
+        return self.first.rows_in
+
+    @property
+    def rows_out(self) -> int:
+        return self.output.rows_out  # a history passes its rows through
+
+    @property
+    def state_rows(self) -> int:
+        return sum(n.operator.state_rows for n in self.nodes if n is not self.history)
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(n.operator.pending_rows for n in self.nodes)
+
+    @property
+    def retained_rows(self) -> int:
+        """Rows of its history kept for db.query (EMIT ON UPDATE: closed windows')."""
+        if self.history is not None:
+            return self.history.operator.state_rows
+        return sum(n.operator.closed.state_rows for n in self.nodes
+                   if isinstance(n.operator, GridWindows) and n.operator.closed is not None)
+
+    @property
+    def watermark(self) -> int:
+        return self.output.output_watermark
+
+    # -- state -----------------------------------------------------------------------
+    def snapshot(self) -> dict[Node, State]:
+        """Every node's state now (call at a barrier: cheap, references only)."""
+        return {node: node.snapshot() for node in self.nodes}
+
+    def contents(self, states: Mapping[Node, State]) -> pl.DataFrame:
+        """The view's rows in ``states`` (which must hold every node this view
+        reads through, upstream views' included)."""
+        rows = self.output.contents(states)
+        return pl.DataFrame(schema=self.plan.schema) if rows is None else rows
+
+
+def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
+                 resolve: Callable[[str], Node | None] = lambda _: None) -> View:
+    """The nodes of view ``name``: one per plan node above its scan, and a
+    `History` last when the view appends. ``resolve(scan name)`` gives the
+    output node of a view the plan reads (None: a source), to record as the
+    first node's input (the caller wires the edge)."""
+    chain: list[PlanNode] = []
+    node: PlanNode = plan
+    while not isinstance(node, Scan):
+        chain.append(node)
+        node = node.input
+    chain.reverse()
+    if retention.time_us is not None and plan.time_column is None and not any(
+            isinstance(step, WindowAgg) and step.emit == "on_update" and step.time_output
+            for step in chain):
+        raise PlanError(f"view {name!r}: a retention by event time needs an event-time column "
+                        "in the view's output (e.g. its window start or end); keep rows "
+                        "instead (retention = <number of rows>)")
+    upstream: Node | str = resolve(node.name) or node.name
+    nodes: list[Node] = []
+    for step in chain:
+        graph_node = Node(_operator(step, retention), step.schema, name)
+        graph_node.inputs = [upstream]
+        if nodes:
+            nodes[-1].add_reader(graph_node.port(0))
+        nodes.append(graph_node)
+        upstream = graph_node
+    history = None
+    if plan.appends_only:
+        history = Node(History(retention, plan.time_column), plan.schema, name)
+        history.inputs = [upstream]
+        if nodes:
+            nodes[-1].add_reader(history.port(0))
+        nodes.append(history)
+    if not nodes:  # a view that is its input as is: a row map without steps
+        nodes.append(Node(RowMapOperator(RowMap(plan, ())), plan.schema, name))
+        nodes[0].inputs = [upstream]
+    return View(name, plan, nodes, history)
+
+
+def _operator(node: PlanNode, retention: Retention) -> Operator:
+    if isinstance(node, RowMap):
+        return RowMapOperator(node)
+    if isinstance(node, KeyedAgg):
+        return KeyedAggregate(node)
+    assert isinstance(node, WindowAgg)
+    if node.window.kind == "session":
+        return SessionWindows(node)
+    return GridWindows(node, retention)
+
+
+def iter_nodes(views: Iterable[View]) -> Iterable[Node]:
+    for view in views:
+        yield from view.nodes
