@@ -114,7 +114,16 @@ class Node:
 
     # -- state ---------------------------------------------------------------------
     def snapshot(self) -> State:
-        return self.operator.snapshot()
+        """The operator's state, with the node's own: its ports' watermarks."""
+        state = self.operator.snapshot()
+        marks = {f"node.port{i}": w for i, w in enumerate(self.port_watermarks)}
+        return State(state.frames, {**state.scalars, **marks, "node.watermark": self.watermark})
+
+    def restore(self, state: State) -> None:
+        self.port_watermarks = [state.scalar(f"node.port{i}", NO_WATERMARK)
+                                for i in range(self.operator.ports)]
+        self.watermark = state.scalar("node.watermark", NO_WATERMARK)
+        self.operator.restore(state)
 
     def contents(self, states: Mapping[Node, State]) -> pl.DataFrame | None:
         """The rows this node's output stands for in ``states`` (a snapshot of
@@ -210,9 +219,19 @@ class View:
         return self.output.output_watermark
 
     # -- state -----------------------------------------------------------------------
-    def snapshot(self) -> dict[Node, State]:
-        """Every node's state now (call at a barrier: cheap, references only)."""
-        return {node: node.snapshot() for node in self.nodes}
+    def snapshot(self) -> list[State]:
+        """Every node's state now, in node order (call at a barrier: cheap,
+        references to immutable frames)."""
+        return [node.snapshot() for node in self.nodes]
+
+    def restore(self, states: list[State]) -> None:
+        """Take over `snapshot`'s states (from a view compiled from the same
+        plan), before the view gets any row."""
+        if len(states) != len(self.nodes):
+            raise ValueError(f"view {self.name!r} has {len(self.nodes)} nodes, the snapshot "
+                             f"{len(states)}")
+        for node, state in zip(self.nodes, states, strict=True):
+            node.restore(state)
 
     def contents(self, states: Mapping[Node, State]) -> pl.DataFrame:
         """The view's rows in ``states`` (which must hold every node this view

@@ -105,7 +105,9 @@ class KeyedState:
             found.append(cold)
         if not found:
             return None
-        return pl.concat(found, how="vertical") if len(found) > 1 else found[0]
+        if len(found) == 1:
+            return found[0]
+        return pl.concat([found[0], found[1].select(found[0].columns)], how="vertical")
 
     def _search_cold(self, probe: pl.DataFrame) -> pl.DataFrame:
         assert self.cold is not None

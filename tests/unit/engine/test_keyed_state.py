@@ -95,3 +95,14 @@ def test_many_keys_through_compactions():
     assert store.cold is not None and store.cold.height > 1000, "never compacted"
     assert store.cold[HASH].is_sorted()
     assert _as_dict(store.rows()) == model
+
+
+def test_parts_written_with_columns_in_another_order_are_found_together():
+    """A store's rows may come with their columns in another order each time
+    (the first batch's partials, then merged rows): finding keys in both parts
+    stacks them all the same (it raised a ShapeError)."""
+    store = KeyedState(["a", "b"], hot_limit=1)
+    store.upsert(pl.DataFrame({"a": ["x", "y"], "b": [1, 2], "v": [10, 20]}))  # compacted
+    store.upsert(pl.DataFrame({"v": [30], "b": [3], "a": ["z"]}))
+    found = store.find(pl.DataFrame({"a": ["x", "z"], "b": [1, 3]}))
+    assert _as_dict(found) == {("x", 1): 10, ("z", 3): 30}
