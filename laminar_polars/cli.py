@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import polars as pl
 
@@ -70,7 +70,7 @@ class DemoResult:
     trades: Trades  # every row pushed, late ones included (``trades.late``)
     bars: pl.DataFrame  # every bar the subscriber received, in arrival order
     seconds: float  # wall time from the first push to the last bar
-    metrics: dict
+    metrics: dict[str, Any]  # db.metrics() at the end
 
 
 class _Screen:

@@ -24,7 +24,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from laminar_polars.errors import ConfigError
 
@@ -74,8 +74,8 @@ def parse_duration(value: Duration, *, what: str = "duration") -> dt.timedelta:
         delta = dt.timedelta(seconds=value)
     elif isinstance(value, str):
         match = _DURATION_TEXT.match(value)
-        unit = match and _UNIT_SECONDS.get(match.group(2).lower())
-        if not unit:
+        unit = _UNIT_SECONDS.get(match.group(2).lower()) if match else None
+        if match is None or unit is None:
             raise ConfigError(
                 f"{what}: cannot read {value!r} as a duration; expected e.g. "
                 "'100ms', '10s', '10 seconds' or '1 minute'"
@@ -88,7 +88,10 @@ def parse_duration(value: Duration, *, what: str = "duration") -> dt.timedelta:
     return delta
 
 
-def _parse_enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+_Enum = TypeVar("_Enum", bound=enum.Enum)
+
+
+def _parse_enum(cls: type[_Enum], value: object, what: str) -> _Enum:
     if isinstance(value, cls):
         return value
     if isinstance(value, str):
@@ -109,7 +112,7 @@ class Backpressure(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: object) -> Backpressure:
-        return _parse_enum(cls, value, "backpressure")  # type: ignore[return-value]
+        return _parse_enum(cls, value, "backpressure")
 
 
 class WalMode(str, enum.Enum):
@@ -120,7 +123,7 @@ class WalMode(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: object) -> WalMode:
-        return _parse_enum(cls, value, "wal_mode")  # type: ignore[return-value]
+        return _parse_enum(cls, value, "wal_mode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +193,9 @@ class Watermark:
 
     @property
     def delay_us(self) -> int:
-        return _to_micros(self.delay)  # type: ignore[arg-type]
+        delay = self.delay
+        assert isinstance(delay, dt.timedelta)  # __post_init__ made it one
+        return _to_micros(delay)
 
 
 def _to_micros(delta: dt.timedelta) -> int:
@@ -224,11 +229,11 @@ def physical_memory() -> int | None:
 def _bytes_text(count: int) -> str:
     if count < 1024:
         return f"{count} B"
+    size = float(count)
     for unit in ("KiB", "MiB", "GiB", "TiB"):
-        count_in_unit = count / 1024
-        if count_in_unit < 1024 or unit == "TiB":
-            return f"{count_in_unit:.1f} {unit}"
-        count = count_in_unit  # type: ignore[assignment]
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -21,7 +21,7 @@ import polars as pl
 
 from laminar_polars.errors import PlanError
 from laminar_polars.frontend.ir_functions import ELEMENTWISE_FUNCTIONS, NOT_LITERAL
-from laminar_polars.plan import AGGREGATES
+from laminar_polars.plan import AGGREGATES, AggFunc
 
 __all__ = ["AggCall", "ColumnRef", "IRExpr", "IRExpressionReader", "OnAgg"]
 
@@ -45,7 +45,7 @@ class AggCall:
     for ``count_star``).
     """
 
-    func: str
+    func: AggFunc
     arg: pl.Expr | None
 
 
@@ -123,7 +123,8 @@ _BINARY: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
 
 # IR aggregate name -> the plan's (the registry's polars_name); pl.len() is a node
 # of its own and count's options say whether it counts nulls.
-_AGGS = {f.polars_name: f.name for f in AGGREGATES.values() if f.takes_input}
+_AGGS: dict[str, AggFunc] = {f.polars_name: f.name for f in AGGREGATES.values()
+                             if f.takes_input}
 _SUPPORTED = ", ".join(f.polars_name for f in AGGREGATES.values())
 _AGG_NAMES = {"first_non_null": "first(ignore_nulls=True)",
               "last_non_null": "last(ignore_nulls=True)",
@@ -182,7 +183,7 @@ class _ExprBuilder:
                 "Explode": "explode", "Rolling": "rolling expressions"}.get(kind, kind)
         raise PlanError(f"{what} is not supported in a materialized view expression")
 
-    def _aggregate(self, func: str, arg: int | None, polars_name: str) -> pl.Expr:
+    def _aggregate(self, func: AggFunc, arg: int | None, polars_name: str) -> pl.Expr:
         if self.on_agg is None:
             raise PlanError(f"aggregation {polars_name}() in a row-wise step (select, "
                             "with_columns or filter) cannot be maintained; aggregate with "

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Literal
 
 import polars as pl
 
@@ -63,6 +64,7 @@ from laminar_polars.plan import (
     WindowSpec,
     Wording,
     aggregate,
+    emit_mode,
     validate,
 )
 
@@ -190,7 +192,7 @@ class _Translator:
             source = _extend(source, Step("with_columns", tuple(computed)))
 
         aggs: list[Agg] = []
-        order = "event" if dynamic is not None else "arrival"
+        order: Literal["event", "arrival"] = "event" if dynamic is not None else "arrival"
 
         def collect(out_name: str) -> ir.OnAgg:
             def on_agg(call: ir.AggCall) -> pl.Expr:
@@ -199,7 +201,7 @@ class _Translator:
                         return pl.col(agg.name)
                 name = _fresh(f"__{out_name}", taken)
                 taken.add(name)
-                aggs.append(Agg(name, call.func, call.arg, order=order,  # type: ignore[arg-type]
+                aggs.append(Agg(name, call.func, call.arg, order=order,
                                 null_sum="zero", count_null=call.func == "n_unique"))
                 return pl.col(name)
             return on_agg
@@ -214,10 +216,9 @@ class _Translator:
                           pl.col(WINDOW_END).alias("_upper_boundary")]
         index = pl.col(WINDOW_START if label == "start" else WINDOW_END)
         output = (*key_outputs, *boundaries, index.alias(dynamic.index_column), *agg_outputs)
-        emit = self.emit if tree is self.outermost and self.emit is not None \
-            else "on_window_close"
-        return WindowAgg(source, tuple(keys), window, tuple(aggs), output,
-                         emit=emit,  # type: ignore[arg-type]
+        # The view's emit mode applies to the outermost aggregate only.
+        emit = emit_mode(self.emit) if tree is self.outermost else "on_window_close"
+        return WindowAgg(source, tuple(keys), window, tuple(aggs), output, emit=emit,
                          time_output=dynamic.index_column, time_output_is=label)
 
 
@@ -271,7 +272,9 @@ def _check_schema(node: Node, expected: pl.Schema) -> None:
 _UNITS = "use fixed units: ns, us, ms, s, m, h, d, w"
 
 
-def _window(dynamic: ir.DynamicOptions, source: Node) -> tuple[WindowSpec, str]:
+def _window(
+    dynamic: ir.DynamicOptions, source: Node
+) -> tuple[WindowSpec, Literal["start", "end"]]:
     """The window of a ``group_by_dynamic``, and whether its label is the start or end."""
     index = dynamic.index_column
     time_column = source.time_column

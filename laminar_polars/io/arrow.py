@@ -33,7 +33,9 @@ def strings_as_views(table: pa.Table) -> pa.Table:
 
 def _frame(data: Any) -> pl.DataFrame:
     if isinstance(data, pa.Table):  # queued by push_arrow
-        return pl.from_arrow(strings_as_views(data))  # type: ignore[return-value]
+        frame = pl.from_arrow(strings_as_views(data))
+        assert isinstance(frame, pl.DataFrame)  # typed DataFrame | Series; a table is a frame
+        return frame
     return pl.DataFrame(data)  # an ArrowChunk: imported without a copy
 
 
@@ -49,7 +51,7 @@ def _segment_frame(segment: Any) -> pl.DataFrame:
 def frame_of(segments: Sequence[Any], schema: pl.Schema) -> pl.DataFrame:
     """One frame of ``schema`` from the segments a ring hands out, in order."""
     frames = [_segment_frame(segment) for segment in segments]
-    frames = [f if f.schema == schema else f.cast(dict(schema)) for f in frames]
+    frames = [f if f.schema == schema else f.cast(schema) for f in frames]
     if len(frames) == 1:
         return frames[0]
     return pl.concat(frames, how="vertical", rechunk=False)

@@ -139,7 +139,7 @@ class Sink:
     def __init__(self, name: str, schema: pl.Schema, *, changelog: bool = False) -> None:
         schema = pl.Schema(schema)
         if changelog and "op" not in schema:
-            schema = pl.Schema({**schema, "op": pl.String})
+            schema = pl.Schema({**schema, "op": pl.String()})
         self.name = name
         self.schema = schema
         self.changelog = changelog

@@ -8,18 +8,20 @@ from laminar_polars.plan.nodes import (
     WINDOW_END,
     WINDOW_START,
     Agg,
+    EmitMode,
     KeyedAgg,
     Node,
     RowMap,
     Scan,
     Step,
     WindowAgg,
+    WindowKind,
     WindowSpec,
     apply_steps,
     explain,
     inputs_of,
 )
-from laminar_polars.plan.validate import EMIT_MODES, Wording, validate
+from laminar_polars.plan.validate import EMIT_MODES, Wording, emit_mode, validate
 
 __all__ = [
     # aggregates
@@ -31,12 +33,14 @@ __all__ = [
     "WINDOW_END",
     "WINDOW_START",
     "Agg",
+    "EmitMode",
     "KeyedAgg",
     "Node",
     "RowMap",
     "Scan",
     "Step",
     "WindowAgg",
+    "WindowKind",
     "WindowSpec",
     "apply_steps",
     "explain",
@@ -44,5 +48,6 @@ __all__ = [
     # validate
     "EMIT_MODES",
     "Wording",
+    "emit_mode",
     "validate",
 ]

@@ -45,17 +45,23 @@ __all__ = [
     "WINDOW_START",
     "Agg",
     "AggFunc",
+    "EmitMode",
     "KeyedAgg",
     "Node",
     "RowMap",
     "Scan",
     "Step",
     "WindowAgg",
+    "WindowKind",
     "WindowSpec",
     "apply_steps",
     "explain",
     "inputs_of",
 ]
+
+# What a window aggregate emits (see `WindowAgg`), and the kinds of window (`WindowSpec`).
+EmitMode = Literal["on_window_close", "on_update"]
+WindowKind = Literal["tumble", "hop", "session"]
 
 WINDOW_START = "__window_start"
 WINDOW_END = "__window_end"
@@ -108,7 +114,7 @@ class WindowSpec:
     offset matters, not only ``offset % slide``).
     """
 
-    kind: Literal["tumble", "hop", "session"]
+    kind: WindowKind
     size_us: int
     slide_us: int = 0
     offset_us: int = 0
@@ -290,7 +296,7 @@ class WindowAgg(_Aggregate):
     aggs: tuple[Agg, ...]
     output: tuple[pl.Expr, ...]
     having: pl.Expr | None = None
-    emit: Literal["on_window_close", "on_update"] = "on_window_close"
+    emit: EmitMode = "on_window_close"
     time_output: str | None = None
     time_output_is: Literal["start", "end"] = "start"
 

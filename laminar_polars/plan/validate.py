@@ -42,11 +42,11 @@ from collections.abc import Mapping
 
 from laminar_polars.errors import PlanError
 from laminar_polars.plan.aggregates import aggregate
-from laminar_polars.plan.nodes import Agg, KeyedAgg, Node, RowMap, Scan, WindowAgg
+from laminar_polars.plan.nodes import Agg, EmitMode, KeyedAgg, Node, RowMap, Scan, WindowAgg
 
-__all__ = ["EMIT_MODES", "Wording", "validate"]
+__all__ = ["EMIT_MODES", "Wording", "emit_mode", "validate"]
 
-EMIT_MODES = ("on_window_close", "on_update")
+EMIT_MODES: tuple[EmitMode, ...] = ("on_window_close", "on_update")
 
 _EVENT_TIME_HINT = ("(a source's watermark column, or a view's window column, "
                     "kept through row-wise steps)")
@@ -113,6 +113,19 @@ def validate(plan: Node, emit: str | None = None, wording: Wording | None = None
     _check_emit(plan, emit, words)
     _check_node(plan, words)
     return plan
+
+
+def emit_mode(requested: str | None) -> EmitMode:
+    """The mode a front end gives the window aggregate a view's ``emit`` applies to.
+
+    The requested mode itself; 'on_window_close' (the default) for None, and
+    for an unknown mode, which `validate` refuses anyway when given the same
+    ``requested``.
+
+    >>> emit_mode("on_update"), emit_mode(None)
+    ('on_update', 'on_window_close')
+    """
+    return next((mode for mode in EMIT_MODES if mode == requested), "on_window_close")
 
 
 def _check_emit(plan: Node, emit: str | None, words: Wording) -> None:

@@ -21,11 +21,14 @@ from laminar_polars.plan import (
     WINDOW_END,
     WINDOW_START,
     Agg,
+    AggFunc,
     KeyedAgg,
     Node,
     Step,
     WindowAgg,
+    WindowKind,
     WindowSpec,
+    emit_mode,
 )
 from laminar_polars.sql.expressions import Translator, function_name
 from laminar_polars.sql.row_wise import add_row_steps, condition, output_columns, output_names
@@ -33,7 +36,8 @@ from laminar_polars.sql.semantics import interval_us, node_text
 
 __all__ = ["Aggregation"]
 
-_WINDOW_ARITY = {"tumble": (2, 3), "hop": (3, 4), "session": (2, 2)}
+_WINDOW_ARITY: dict[WindowKind, tuple[int, int]] = {
+    "tumble": (2, 3), "hop": (3, 4), "session": (2, 2)}
 # The names of each window function's arguments after the time column.
 _WINDOW_ARGS = {"tumble": ("size", "offset"), "hop": ("slide", "size", "offset"),
                 "session": ("gap",)}
@@ -41,12 +45,12 @@ _WINDOW_USAGE = {"tumble": "tumble(ts, size [, offset])",
                  "hop": "hop(ts, slide, size [, offset])", "session": "session(ts, gap)"}
 # Aggregates by their SQL name (the registry's); count(*), count(x) and
 # count(DISTINCT x) share the name count and are told apart by their argument.
-_BY_SQL_NAME = {f.sql_name: f.name for f in AGGREGATES.values()
-                if f.takes_input and not f.distinct}
+_BY_SQL_NAME: dict[str, AggFunc] = {f.sql_name: f.name for f in AGGREGATES.values()
+                                     if f.takes_input and not f.distinct}
 _SUPPORTED = ", ".join(dict.fromkeys(f.sql_name for f in AGGREGATES.values()))
 
 
-def _normal(node: exp.Expression) -> str:
+def _normal(node: exp.Expr) -> str:
     """``node``'s text without table qualifiers or outer parentheses, to match keys."""
     while isinstance(node, exp.Paren):
         node = node.this
@@ -58,18 +62,19 @@ def _normal(node: exp.Expression) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class _Window:
-    kind: str
+    kind: WindowKind
     end: bool
     column: str
     spec: WindowSpec
 
 
-def _window_call(node: exp.Expression, scope: Translator) -> _Window | None:
+def _window_call(node: exp.Expr, scope: Translator) -> _Window | None:
     if not isinstance(node, exp.Anonymous):
         return None
     name = function_name(node)
-    kind, _, suffix = name.partition("_")
-    if kind not in _WINDOW_ARITY or suffix not in ("", "end"):
+    prefix, _, suffix = name.partition("_")
+    kind = next((k for k in _WINDOW_ARITY if k == prefix), None)
+    if kind is None or suffix not in ("", "end"):
         return None
     args = node.expressions
     low, high = _WINDOW_ARITY[kind]
@@ -90,11 +95,11 @@ def _window_call(node: exp.Expression, scope: Translator) -> _Window | None:
             f"{slide_text} is longer than the size {size_text}, so rows between windows "
             f"would belong to none. Did you mean hop(ts, {size_text}, {slide_text})?"
         )
-    spec = WindowSpec(kind, size, slide, micros.get("offset", 0))  # type: ignore[arg-type]
+    spec = WindowSpec(kind, size, slide, micros.get("offset", 0))
     return _Window(kind, suffix == "end", scope.column_name(args[0]), spec)
 
 
-def _length(call: exp.Expression, what: str, arg: exp.Expression) -> int:
+def _length(call: exp.Expr, what: str, arg: exp.Expr) -> int:
     """A window argument in microseconds; a size, slide or gap must be positive."""
     if what == "offset":
         return interval_us(arg)
@@ -110,7 +115,7 @@ class Aggregation:
     """Plans one aggregating SELECT: GROUP BY keys, the window, aggregates, outputs."""
 
     def __init__(self, query: exp.Select, source: Node, scope: Translator,
-                 steps: list[Step], items: list[tuple[exp.Expression, str | None]],
+                 steps: list[Step], items: list[tuple[exp.Expr, str | None]],
                  label: str) -> None:
         self.query, self.source, self.scope, self.items, self.label = (
             query, source, scope, items, label)
@@ -159,7 +164,7 @@ class Aggregation:
         if with_columns:
             self.steps.append(Step("with_columns", tuple(with_columns)))
 
-    def _resolve_group_item(self, item: exp.Expression) -> exp.Expression:
+    def _resolve_group_item(self, item: exp.Expr) -> exp.Expr:
         """A position (``GROUP BY 1``) or an output alias → that select item."""
         if isinstance(item, exp.Literal) and not item.is_string:
             position = int(item.name) if item.name.isdigit() else 0
@@ -203,7 +208,7 @@ class Aggregation:
         end = True in time_output
         return WindowAgg(
             self.input, tuple(self.keys), self.window.spec, tuple(self.aggs),
-            output_columns(output), having, emit or "on_window_close",  # type: ignore[arg-type]
+            output_columns(output), having, emit_mode(emit),
             time_output.get(True, time_output.get(False)), "end" if end else "start",
         )
 
@@ -212,7 +217,7 @@ class Aggregation:
         columns[WINDOW_START] = columns[WINDOW_END] = pl.Datetime("us")
         return pl.Schema(columns)
 
-    def _hook(self, node: exp.Expression) -> pl.Expr | None:
+    def _hook(self, node: exp.Expr) -> pl.Expr | None:
         if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
             name = self.scope.column_name(node)
             if name not in self.keys:
@@ -237,6 +242,7 @@ class Aggregation:
 
     def _agg(self, node: exp.AggFunc) -> str:
         name, arg = function_name(node), node.this
+        func: AggFunc
         expr: pl.Expr | None = None
         if isinstance(node, exp.Count):
             if arg is None:
@@ -265,6 +271,6 @@ class Aggregation:
                 agg.expr is not None and expr is not None and agg.expr.meta.eq(expr))
             if agg.func == func and same_expr:
                 return agg.name
-        self.aggs.append(Agg(f"__agg{len(self.aggs)}", func, expr,  # type: ignore[arg-type]
+        self.aggs.append(Agg(f"__agg{len(self.aggs)}", func, expr,
                              order="event", null_sum="null", count_null=False))
         return self.aggs[-1].name

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -24,6 +25,7 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from laminar_polars.catalog import ColumnDef, ColumnType, SinkDef, SourceDef
 from laminar_polars.config import SourceConfig, Watermark, parse_duration
 from laminar_polars.errors import ConfigError, SqlError
+from laminar_polars.plan import EmitMode
 from laminar_polars.sql.dialect import (
     STATEMENT_WORDS,
     SUPPORTED_STATEMENTS,
@@ -40,14 +42,11 @@ __all__ = [
 ]  # fmt: skip
 
 SOURCE_OPTIONS = ("buffer_size", "backpressure", "wait_strategy", "checkpoint_interval", "wal_mode")
-_EMIT = {"ON WINDOW CLOSE": "on_window_close", "ON UPDATE": "on_update"}
+_EMIT: dict[str, EmitMode] = {"ON WINDOW CLOSE": "on_window_close", "ON UPDATE": "on_update"}
 _DROP_KINDS = {"SOURCE": "source", "SINK": "sink", "TABLE": "table"}
 
 
-_frozen = dataclasses.dataclass(frozen=True)
-
-
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class CreateSource:
     """``CREATE SOURCE [IF NOT EXISTS] name (columns, WATERMARK ...) WITH (...)``."""
 
@@ -55,7 +54,7 @@ class CreateSource:
     if_not_exists: bool = False
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class CreateSink:
     """``CREATE SINK [IF NOT EXISTS] name FROM input``."""
 
@@ -63,7 +62,7 @@ class CreateSink:
     if_not_exists: bool = False
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class CreateMaterializedView:
     """``query`` is the SELECT tree; ``sql`` the statement as the dialect writes it back.
 
@@ -71,13 +70,13 @@ class CreateMaterializedView:
     """
 
     name: str
-    query: exp.Expression
-    emit: str | None
+    query: exp.Query
+    emit: EmitMode | None
     sql: str
     if_not_exists: bool = False
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Drop:
     """``kind`` is 'source', 'sink', 'materialized view' or 'table'."""
 
@@ -86,32 +85,32 @@ class Drop:
     if_exists: bool = False
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Show:
     """``kind`` is 'sources', 'sinks', 'materialized views' or 'tables'."""
 
     kind: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Describe:
     """``DESCRIBE name``."""
 
     name: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Explain:
     """``EXPLAIN <query>``; ``query`` is the query's tree."""
 
-    query: exp.Expression
+    query: exp.Query
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True)
 class Query:
     """A bare query (an ad-hoc SELECT); ``query`` is its tree."""
 
-    query: exp.Expression
+    query: exp.Query
 
 
 Statement = (
@@ -296,8 +295,11 @@ def _interval(interval: exp.Interval) -> dt.timedelta:
         raise SqlError(str(error)) from None
 
 
-def _with_options(source: str, properties: exp.Properties | None) -> dict[str, object]:
-    options: dict[str, object] = {}
+def _with_options(source: str, properties: exp.Properties | None) -> dict[str, Any]:
+    """The ``WITH`` options as `SourceConfig` keyword arguments, each value as
+    written (`_option_value`); Any, since `SourceConfig.validate` is what checks
+    a value against its setting."""
+    options: dict[str, Any] = {}
     for prop in properties.expressions if properties else []:
         # Keys sqlglot knows (FORMAT, ...) come back as their own Property classes.
         key = prop.name.lower() if type(prop) is exp.Property else _text(prop)
@@ -312,20 +314,23 @@ def _with_options(source: str, properties: exp.Properties | None) -> dict[str, o
     return options
 
 
-def _option_value(key: str, value: exp.Expr | None) -> object:
+def _option_value(key: str, value: exp.Expr | None) -> str | int | float | dt.timedelta:
     if isinstance(value, exp.Literal):
-        if value.is_string:
-            return value.this
-        number = float(value.this)
-        return int(number) if number.is_integer() and "." not in value.this else number
+        return str(value.this) if value.is_string else _number(value)
     if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and value.this.is_number:
-        return -_option_value(key, value.this)  # type: ignore[operator]
+        return -_number(value.this)
     if isinstance(value, exp.Interval):
         return _interval(value)
     if isinstance(value, (exp.Var, exp.Identifier, exp.Column)):  # bare word: park, async
         return value.name
     shown = _text(value) if value is not None else None
     raise ConfigError(f"WITH option {key!r}: expected a number or a quoted string, got {shown!r}")
+
+
+def _number(literal: exp.Literal) -> int | float:
+    text = str(literal.this)
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text else number
 
 
 def _sink(tree: exp.Create) -> SinkDef:
@@ -354,7 +359,7 @@ def _materialized_view(tree: exp.Create, if_not_exists: bool) -> CreateMateriali
     name = _name(tree.this)
     if not isinstance(tree.expression, exp.Query):
         raise SqlError(f"CREATE MATERIALIZED VIEW {name} needs AS SELECT ...")
-    emit = None
+    emit: EmitMode | None = None
     for prop in tree.args["properties"].expressions:
         if isinstance(prop, EmitProperty):
             emit = _EMIT[prop.name]

@@ -31,13 +31,24 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from sqlglot import exp
 from sqlglot.dialects.risingwave import RisingWave
 from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 from sqlglot.trie import new_trie
+
+if TYPE_CHECKING:
+    # sqlglot binds RisingWave.Parser and .Generator as class attributes
+    # (`Parser = RisingWaveParser`), which a type checker does not take as a base
+    # class; these are the classes they name. (sqlglot.generators exists from
+    # 30.1 only, so at run time the dialect's attributes are used.)
+    from sqlglot.generators.risingwave import RisingWaveGenerator as _RisingWaveGenerator
+    from sqlglot.parsers.risingwave import RisingWaveParser as _RisingWaveParser
+else:
+    _RisingWaveParser = RisingWave.Parser
+    _RisingWaveGenerator = RisingWave.Generator
 
 __all__ = [
     "EmitProperty",
@@ -164,9 +175,9 @@ class Laminar(RisingWave):
                     start,
                 ) from error
 
-    class Parser(RisingWave.Parser):
+    class Parser(_RisingWaveParser):
         STATEMENT_PARSERS = {
-            **RisingWave.Parser.STATEMENT_PARSERS,
+            **_RisingWaveParser.STATEMENT_PARSERS,
             TokenType.DESCRIBE: lambda self: self._parse_describe_or_explain(),
             TokenType.SHOW: lambda self: self._parse_show(),
         }
@@ -233,7 +244,9 @@ class Laminar(RisingWave):
 
         def _parse_create(self) -> exp.Create | exp.Command:
             create = super()._parse_create()
-            query = create.args.get("expression") if isinstance(create, exp.Create) else None
+            if not isinstance(create, exp.Create):
+                return create
+            query = create.args.get("expression")
             pending = query.meta.pop("laminar_emit", None) if isinstance(query, exp.Expr) else None
             if pending is None:
                 return create
@@ -294,15 +307,15 @@ class Laminar(RisingWave):
             first = self._tokens[0] if self._tokens else None
             self.raise_error(f"unsupported statement; supported: {SUPPORTED_STATEMENTS}", first)
 
-    class Generator(RisingWave.Generator):
+    class Generator(_RisingWaveGenerator):
         TRANSFORMS = {
-            **RisingWave.Generator.TRANSFORMS,
+            **_RisingWaveGenerator.TRANSFORMS,
             EmitProperty: lambda self, e: f"EMIT {self.sql(e, 'this')}",
             ExplainStatement: lambda self, e: f"EXPLAIN {self.sql(e, 'this')}",
             # The base generator only knows MySQL's and Snowflake's SHOW variants.
             exp.Show: lambda self, e: f"SHOW {e.name}",
         }
         PROPERTIES_LOCATION = {
-            **RisingWave.Generator.PROPERTIES_LOCATION,
+            **_RisingWaveGenerator.PROPERTIES_LOCATION,
             EmitProperty: exp.Properties.Location.POST_EXPRESSION,
         }

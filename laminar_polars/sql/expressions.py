@@ -43,6 +43,7 @@ from laminar_polars.sql.semantics import (
     is_string_literal,
     literal_value,
     node_text,
+    number_literal,
     parse_date,
     parse_timestamp,
     sql_like,
@@ -51,10 +52,10 @@ from laminar_polars.sql.semantics import (
 
 __all__ = ["Hook", "Translator", "function_name"]
 
-Hook = Callable[[exp.Expression], "pl.Expr | None"]
+Hook = Callable[[exp.Expr], "pl.Expr | None"]
 
 
-def function_name(node: exp.Expression) -> str:
+def function_name(node: exp.Expr) -> str:
     """A function call's name in lower case (``count``, ``tumble``, ``first_value``)."""
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
@@ -121,14 +122,14 @@ class Translator:
 
     # -- the walk ------------------------------------------------------------------
 
-    def __call__(self, node: exp.Expression) -> pl.Expr:
+    def __call__(self, node: exp.Expr) -> pl.Expr:
         if self.hook is not None:
             replaced = self.hook(node)
             if replaced is not None:
                 return replaced
         return self._translate(node)
 
-    def _translate(self, node: exp.Expression) -> pl.Expr:
+    def _translate(self, node: exp.Expr) -> pl.Expr:
         kind = type(node)
         if isinstance(node, exp.Paren):
             return self(node.this)
@@ -140,7 +141,7 @@ class Translator:
             return pl.lit(literal_value(node))
         if isinstance(node, exp.Neg):
             if isinstance(node.this, exp.Literal) and not node.this.is_string:
-                return pl.lit(-literal_value(node.this))  # type: ignore[operator]
+                return pl.lit(-number_literal(node.this))
             return -self(node.this)
         if kind in ARITHMETIC:
             return ARITHMETIC[kind](self(node.this), self(node.expression))
@@ -185,7 +186,7 @@ class Translator:
             return pl.concat_str([self(node.this), self(node.expression)])
         return self._refuse(node)
 
-    def _refuse(self, node: exp.Expression) -> pl.Expr:
+    def _refuse(self, node: exp.Expr) -> pl.Expr:
         if isinstance(node, exp.Window):
             raise PlanError(f"window functions with OVER are not supported: {node_text(node)}")
         if isinstance(node, (exp.Subquery, exp.Select)):
@@ -207,7 +208,7 @@ class Translator:
 
     # -- pieces ----------------------------------------------------------------------
 
-    def _comparable(self, left: exp.Expression, right: exp.Expression) -> tuple[pl.Expr, pl.Expr]:
+    def _comparable(self, left: exp.Expr, right: exp.Expr) -> tuple[pl.Expr, pl.Expr]:
         """Both sides; a string literal facing a TIMESTAMP/DATE side becomes one."""
         a, b = self(left), self(right)
         if is_string_literal(right):
@@ -250,19 +251,23 @@ class Translator:
 
     def _case(self, node: exp.Case) -> pl.Expr:
         subject = node.this
-        chain: pl.Expr | None = None
+        branches: list[tuple[pl.Expr, pl.Expr]] = []
         for branch in node.args.get("ifs") or []:
             if subject is not None:
                 left, right = self._comparable(subject, branch.this)
                 condition = left == right
             else:
                 condition = self(branch.this)
-            value = self(branch.args["true"])
-            chain = (pl.when(condition) if chain is None else chain.when(condition)).then(value)  # type: ignore[attr-defined]
-        if chain is None:
+            branches.append((condition, self(branch.args["true"])))
+        if not branches:
             raise PlanError(f"CASE needs at least one WHEN: {node_text(node)}")
         default = node.args.get("default")
-        return chain.otherwise(self(default) if default is not None else pl.lit(None))  # type: ignore[attr-defined]
+        result = self(default) if default is not None else pl.lit(None)
+        # Nested from the last WHEN out, each an `otherwise` of the one before: the
+        # very expression Polars builds for a when/then/when/then chain.
+        for condition, value in reversed(branches):
+            result = pl.when(condition).then(value).otherwise(result)
+        return result
 
     def _cast(self, node: exp.Cast) -> pl.Expr:
         target = cast_type(node)

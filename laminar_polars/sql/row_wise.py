@@ -22,9 +22,9 @@ __all__ = ["add_row_steps", "condition", "output_columns", "output_names", "sele
 
 def select_items(
     query: exp.Select, schema: pl.Schema, qualifiers: frozenset[str]
-) -> list[tuple[exp.Expression, str | None]]:
+) -> list[tuple[exp.Expr, str | None]]:
     """(expression, explicit alias) per output column; ``*`` and ``t.*`` expanded."""
-    items: list[tuple[exp.Expression, str | None]] = []
+    items: list[tuple[exp.Expr, str | None]] = []
     for item in query.expressions:
         star = isinstance(item, exp.Star) or (
             isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
@@ -41,12 +41,12 @@ def select_items(
     return items
 
 
-def output_names(items: list[tuple[exp.Expression, str | None]]) -> list[str]:
+def output_names(items: list[tuple[exp.Expr, str | None]]) -> list[str]:
     """The output column name of each item (the rules: `laminar_polars.sql.select`)."""
     explicit = [alias for _, alias in items if alias]
-    for alias in explicit:
-        if explicit.count(alias) > 1:
-            raise PlanError(f"output column name {alias!r} is given twice")
+    for given in explicit:
+        if explicit.count(given) > 1:
+            raise PlanError(f"output column name {given!r} is given twice")
     taken, names = set(explicit), []
     for position, (node, alias) in enumerate(items, 1):
         if alias:
@@ -62,7 +62,7 @@ def output_names(items: list[tuple[exp.Expression, str | None]]) -> list[str]:
     return names
 
 
-def _derived_name(node: exp.Expression) -> str | None:
+def _derived_name(node: exp.Expr) -> str | None:
     while isinstance(node, (exp.Paren, exp.Cast)):
         node = node.this
     if isinstance(node, exp.Column):
@@ -88,7 +88,7 @@ def add_row_steps(node: Node, steps: list[Step]) -> Node:
     return RowMap(node, tuple(steps))
 
 
-def condition(scope: Translator, node: exp.Expression, clause: str) -> pl.Expr:
+def condition(scope: Translator, node: exp.Expr, clause: str) -> pl.Expr:
     """``node`` as a boolean expression; ``clause`` (WHERE, HAVING) names it in errors."""
     predicate = scope(node)
     dtype = scope.dtype(predicate)

@@ -114,7 +114,7 @@ class _SqlWording(Wording):
         return f"{aggregate(agg.func).sql_name}(...)"
 
 
-def plan_select(query: exp.Expression, relation: Callable[[str], Scan], emit: str | None) -> Node:
+def plan_select(query: exp.Expr, relation: Callable[[str], Scan], emit: str | None) -> Node:
     """Plan ``query``; ``relation(name)`` gives the `Scan` of a source or view.
 
     ``emit`` is the view's ``EMIT`` clause ('on_window_close', 'on_update' or None).
@@ -130,7 +130,7 @@ def plan_select(query: exp.Expression, relation: Callable[[str], Scan], emit: st
     return node
 
 
-def explain_select(query: exp.Expression, relation: Callable[[str], Scan]) -> str:
+def explain_select(query: exp.Expr, relation: Callable[[str], Scan]) -> str:
     """The plan of ``query`` as text (`laminar_polars.plan.explain`)."""
     return explain(plan_select(query, relation, None))
 
@@ -152,7 +152,7 @@ def _dry_run(node: Node) -> pl.DataFrame:
 
 # -- FROM and the shape of the query --------------------------------------------------
 
-def _plan(query: exp.Expression, relation: Callable[[str], Scan], emit: str | None,
+def _plan(query: exp.Expr, relation: Callable[[str], Scan], emit: str | None,
           labels: dict[Node, str]) -> Node:
     while isinstance(query, (exp.Subquery, exp.Paren)):
         query = query.this

@@ -34,13 +34,14 @@ __all__ = [
     "is_string_literal",
     "literal_value",
     "node_text",
+    "number_literal",
     "parse_date",
     "parse_timestamp",
     "sql_like",
     "temporal_literal",
 ]
 
-def node_text(node: exp.Expression) -> str:
+def node_text(node: exp.Expr) -> str:
     """The SQL text of ``node``, for messages."""
     from laminar_polars.sql.dialect import Laminar
 
@@ -51,11 +52,11 @@ def node_text(node: exp.Expression) -> str:
 # -- constants ---------------------------------------------------------------------
 
 
-def is_string_literal(node: exp.Expression) -> bool:
+def is_string_literal(node: exp.Expr) -> bool:
     return isinstance(node, exp.Literal) and node.is_string
 
 
-def literal_value(node: exp.Expression) -> object:
+def literal_value(node: exp.Expr) -> object:
     """The Python value of a literal, ``TRUE``/``FALSE`` or ``NULL``."""
     if isinstance(node, exp.Null):
         return None
@@ -64,6 +65,16 @@ def literal_value(node: exp.Expression) -> object:
     assert isinstance(node, exp.Literal)
     if node.is_string:
         return node.this
+    return number_literal(node)
+
+
+def number_literal(node: exp.Literal) -> int | float:
+    """The value of a numeric literal: an int if it reads as one, else a float.
+
+    >>> from sqlglot import exp
+    >>> number_literal(exp.Literal.number(3)), number_literal(exp.Literal.number("2.5"))
+    (3, 2.5)
+    """
     text = str(node.this)
     try:
         return int(text)
@@ -71,7 +82,7 @@ def literal_value(node: exp.Expression) -> object:
         return float(text)
 
 
-def int_literal(node: exp.Expression | None, what: str) -> int:
+def int_literal(node: exp.Expr | None, what: str) -> int:
     """An optional integer argument such as ROUND's digits (0 when absent)."""
     if node is None:
         return 0
@@ -102,7 +113,7 @@ def parse_date(text: str) -> dt.date:
         raise PlanError(f"cannot read {text!r} as a DATE") from None
 
 
-def temporal_literal(node: exp.Expression, dtype: pl.DataType | None) -> pl.Expr | None:
+def temporal_literal(node: exp.Expr, dtype: pl.DataType | None) -> pl.Expr | None:
     """A string literal read as ``dtype`` if that is a TIMESTAMP or DATE, else None."""
     if isinstance(dtype, pl.Datetime):
         return pl.lit(parse_timestamp(node.name), dtype=pl.Datetime("us"))
@@ -111,7 +122,7 @@ def temporal_literal(node: exp.Expression, dtype: pl.DataType | None) -> pl.Expr
     return None
 
 
-def interval_us(node: exp.Expression) -> int:
+def interval_us(node: exp.Expr) -> int:
     """``INTERVAL '1' MINUTE``, ``INTERVAL '500ms'``, ``'10 seconds'`` → microseconds.
 
     >>> import sqlglot, laminar_polars.sql
@@ -178,7 +189,7 @@ def sql_like(value: pl.Expr, pattern: str, ignore_case: bool) -> pl.Expr:
     return value.str.contains(f"(?s{'i' if ignore_case else ''})^{regex}$")
 
 
-COMPARISONS: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+COMPARISONS: dict[type[exp.Expr], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     exp.EQ: lambda a, b: a == b,
     exp.NEQ: lambda a, b: a != b,
     exp.GT: lambda a, b: a > b,
@@ -188,19 +199,19 @@ COMPARISONS: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] =
     exp.NullSafeEQ: lambda a, b: a.eq_missing(b),
     exp.NullSafeNEQ: lambda a, b: a.ne_missing(b),
 }
-ARITHMETIC: dict[type[exp.Expression], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+ARITHMETIC: dict[type[exp.Expr], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     exp.Add: lambda a, b: a + b,
     exp.Sub: lambda a, b: a - b,
     exp.Mul: lambda a, b: a * b,
     exp.Div: lambda a, b: a / b,
     exp.Mod: _sql_remainder,
 }
-STRING_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
+STRING_FUNCTIONS: dict[type[exp.Expr], Callable[[pl.Expr], pl.Expr]] = {
     exp.Upper: lambda e: e.str.to_uppercase(),
     exp.Lower: lambda e: e.str.to_lowercase(),
     exp.Length: lambda e: e.str.len_chars(),
 }
-NUMERIC_FUNCTIONS: dict[type[exp.Expression], Callable[[pl.Expr], pl.Expr]] = {
+NUMERIC_FUNCTIONS: dict[type[exp.Expr], Callable[[pl.Expr], pl.Expr]] = {
     exp.Abs: lambda e: e.abs(),
     exp.Floor: lambda e: e.floor(),
     exp.Ceil: lambda e: e.ceil(),
