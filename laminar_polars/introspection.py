@@ -10,6 +10,7 @@ change underneath.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
@@ -49,17 +50,17 @@ def watermark_value(micros: int) -> dt.datetime:
 
 def show_names(catalog: Catalog, kind: str) -> pl.DataFrame:
     """``SHOW <kind>``: the sorted names of that kind of object."""
-    names = {
+    kinds: dict[str, Mapping[str, object]] = {
         "sources": catalog.sources,
         "sinks": catalog.sinks,
         "materialized views": catalog.views,
         "tables": catalog.tables,
-    }[kind]
-    return pl.DataFrame({"name": sorted(names)}, schema={"name": pl.String})
+    }
+    return pl.DataFrame({"name": sorted(kinds[kind])}, schema={"name": pl.String})
 
 
-_DESCRIBE_SCHEMA = {"column": pl.String, "type": pl.String, "nullable": pl.Boolean,
-                    "watermark_delay": pl.Duration("us")}
+_DESCRIBE_SCHEMA = pl.Schema({"column": pl.String(), "type": pl.String(),
+                              "nullable": pl.Boolean(), "watermark_delay": pl.Duration("us")})
 
 
 def describe(catalog: Catalog, name: str) -> pl.DataFrame:

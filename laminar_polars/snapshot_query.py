@@ -16,13 +16,15 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
-from laminar_polars.engine.graph import View
+from laminar_polars.engine.graph import Node, View
 from laminar_polars.engine.operator import State
 from laminar_polars.errors import CatalogError, SqlError
 
 __all__ = ["query_snapshot"]
 
-Barrier = Callable[[Callable[[], dict]], dict]
+# Every node's state and every table, as of one barrier.
+Snapshot = tuple[dict[Node, State], dict[str, pl.DataFrame]]
+Barrier = Callable[[Callable[[], Snapshot]], Snapshot]
 
 
 def _names_read(sql: str) -> set[str] | None:
@@ -42,14 +44,12 @@ def query_snapshot(
     read = _names_read(sql)
     wanted = {name: view for name, view in views.items() if read is None or name in read}
 
-    def snapshot() -> dict:
+    def snapshot() -> Snapshot:
         # Every node: a view's rows may come from the views it reads.
-        states: dict = {node: node.snapshot() for view in views.values() for node in view.nodes}
-        return {"states": states, "tables": dict(tables)}
+        states = {node: node.snapshot() for view in views.values() for node in view.nodes}
+        return states, dict(tables)
 
-    taken = at_barrier(snapshot) if wanted else {"states": {}, "tables": dict(tables)}
-    states: Mapping[object, State] = taken["states"]
-    frames: dict[str, pl.DataFrame] = dict(taken["tables"])
+    states, frames = at_barrier(snapshot) if wanted else ({}, dict(tables))
     frames.update({name: view.contents(states) for name, view in wanted.items()})
     try:
         return pl.SQLContext(frames).execute(sql, eager=True)

@@ -13,6 +13,7 @@ import polars as pl
 
 from laminar_polars import _native
 from laminar_polars.catalog import SourceDef
+from laminar_polars.config import Backpressure, WaitStrategy
 from laminar_polars.engine.graph import View
 from laminar_polars.engine.operator import Delta
 from laminar_polars.engine.readers import Reader
@@ -48,7 +49,7 @@ def make_ring(
     takes the database's."""
     config = definition.config
     watermark = config.watermark
-    wait = config.wait_strategy
+    wait = WaitStrategy.parse(config.wait_strategy)
     return _native.Ring(
         definition.names,
         [c.type.code for c in definition.columns],
@@ -56,9 +57,9 @@ def make_ring(
         config.buffer_size or default_buffer_size,
         watermark_column=definition.names.index(watermark.column) if watermark else -1,
         watermark_delay_us=watermark.delay_us if watermark else 0,
-        backpressure=config.backpressure.value,  # type: ignore[union-attr]
-        wait_kind=wait.kind,  # type: ignore[union-attr]
-        spins=wait.spins,  # type: ignore[union-attr]
+        backpressure=Backpressure.parse(config.backpressure).value,
+        wait_kind=wait.kind,
+        spins=wait.spins,
         doorbell=doorbell,
     )
 

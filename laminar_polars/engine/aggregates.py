@@ -89,7 +89,13 @@ def time_span(column: pl.Series) -> tuple[int, int] | None:
     if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
         return _micros(low), _micros(high)
     micros = column.dt.epoch("us")
-    return micros.min(), micros.max()  # type: ignore[return-value]
+    return _int(micros.min()), _int(micros.max())
+
+
+def _int(value: object) -> int:
+    """An int64 column's min or max (Polars types it as any literal)."""
+    assert isinstance(value, int)
+    return value
 
 
 class Packing(NamedTuple):
@@ -193,7 +199,7 @@ class Aggregates:
         exprs: list[pl.Expr] = [pl.col(g) for g in group]
         for i, (function, agg) in enumerate(zip(self.functions, self.aggs, strict=True)):
             exprs += function.row_partials(agg, pl.col(self.column_of[i]), pl.col(TIME))
-        return projected.select(exprs).cast(dict(schema))
+        return projected.select(exprs).cast(schema)
 
     def _partial_schema(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.Schema:
         # An operator's input layout never changes, so one resolution serves.

@@ -282,7 +282,8 @@ class Scheduler:
                         request.run()
         if request.error is not None:
             raise request.error
-        return request.result  # type: ignore[no-any-return]
+        result: T = request.result
+        return result
 
     def _serve_requests(self) -> None:
         while True:

@@ -160,7 +160,9 @@ class GridWindows(WindowOperator):
     def _hold(self, frame: pl.DataFrame) -> None:
         self.pending = [*self.pending, frame]
         self.pending_count += frame.height
-        span = time_span(frame.get_column(self.calc.time_column))  # type: ignore[arg-type]
+        time_column = self.calc.time_column
+        assert time_column is not None, "a window aggregate has an event-time column"
+        span = time_span(frame.get_column(time_column))
         assert span is not None, "event times are never null"
         low, high = span
         end = self._first_end(low)
@@ -310,7 +312,10 @@ class GridWindows(WindowOperator):
 
     def _earliest_end(self, state: pl.DataFrame) -> int | None:
         start = state.get_column(START).min()
-        return None if start is None else int(start) + self.size  # type: ignore[arg-type]
+        if start is None:
+            return None
+        assert isinstance(start, int)  # START is int64 microseconds
+        return start + self.size
 
     def _update(self) -> Delta | None:
         """EMIT ON UPDATE: merge the pending rows at once; their groups' new values."""

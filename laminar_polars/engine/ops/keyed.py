@@ -22,7 +22,7 @@ from laminar_polars.engine.aggregates import Aggregates, collect
 from laminar_polars.engine.keyed_state import HASH, KeyedState
 from laminar_polars.engine.operator import Delta, Operator, State
 from laminar_polars.engine.ops.row_map import NEW, split_new
-from laminar_polars.plan import KeyedAgg
+from laminar_polars.plan import KeyedAgg, WindowAgg
 
 __all__ = ["ALL", "KeyedAggregate", "finish"]
 
@@ -30,7 +30,8 @@ ALL = "__all"  # the one group of an aggregate without GROUP BY
 VALUE = "__value"  # a distinct count's value column
 
 
-def finish(node: KeyedAgg, internal: pl.LazyFrame, carry: tuple[str, ...] = ()) -> pl.LazyFrame:
+def finish(node: KeyedAgg | WindowAgg, internal: pl.LazyFrame,
+           carry: tuple[str, ...] = ()) -> pl.LazyFrame:
     """A node's rows from its internal frame: HAVING, then its output columns
     (and ``carry`` columns)."""
     if node.having is not None:
@@ -110,7 +111,7 @@ class KeyedAggregate(Operator):
         return collect(out)
 
     def _finish(self, finals: pl.LazyFrame, carry: tuple[str, ...] = ()) -> pl.LazyFrame:
-        internal = finals.select(*self.schema, *carry).cast(dict(self.schema))  # type: ignore[arg-type]
+        internal = finals.select(*self.schema, *carry).cast(self.schema)
         return finish(self.node, internal, carry)
 
     # -- state ---------------------------------------------------------------------

@@ -59,7 +59,7 @@ class WindowOperator(Operator):
         framed = finals.with_columns(
             pl.col(START).cast(as_time).alias(WINDOW_START), end.cast(as_time).alias(WINDOW_END)
         ).sort(START, *self.keys, maintain_order=True)
-        internal = framed.select(*self.schema, *extra).cast(dict(self.schema))  # type: ignore[arg-type]
+        internal = framed.select(*self.schema, *extra).cast(self.schema)
         return finish(self.node, internal, tuple(extra))
 
     def _finish(
