@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from laminar_polars.config import SourceConfig, Watermark
+from laminar_polars.config import UNBOUNDED, Retention, SourceConfig, Watermark
 from laminar_polars.errors import CatalogError, SchemaError
 
 __all__ = ["Catalog", "ColumnDef", "ColumnType", "SinkDef", "SourceDef", "ViewDef"]
@@ -200,6 +200,7 @@ class ViewDef:
     plan: Any
     inputs: tuple[str, ...]
     sql: str | None = None
+    retention: Retention = UNBOUNDED
 
 
 @dataclasses.dataclass(frozen=True)

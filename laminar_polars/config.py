@@ -33,12 +33,16 @@ __all__ = [
     "Config",
     "Duration",
     "SourceConfig",
+    "UNBOUNDED",
+    "Retention",
+    "RetentionSetting",
     "WaitStrategy",
     "WalMode",
     "Watermark",
     "check_ring_memory",
     "check_source_durability",
     "parse_duration",
+    "parse_retention",
     "physical_memory",
     "prepare_data_dir",
 ]
@@ -202,6 +206,53 @@ def _to_micros(delta: dt.timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """How much of its history an appending view keeps for ``db.query``: the
+    newest ``rows`` rows, or the rows within ``time_us`` microseconds of event
+    time behind the view's watermark; neither set keeps everything.
+
+    >>> parse_retention(100_000), parse_retention("1 hour").time_us
+    (Retention(rows=100000, time_us=None), 3600000000)
+    """
+
+    rows: int | None = None
+    time_us: int | None = None
+
+    def describe(self) -> str:
+        if self.rows is not None:
+            return f"{self.rows} rows"
+        if self.time_us is not None:
+            return f"{self.time_us} us of event time"
+        return "unbounded"
+
+
+UNBOUNDED = Retention()
+
+RetentionSetting = int | dt.timedelta | str | None
+
+
+def parse_retention(value: object, *, what: str = "retention") -> Retention:
+    """A retention setting as a `Retention`: an int is rows (at least 1), a
+    duration (``timedelta`` or text such as ``'1 hour'``) event time, None
+    everything. Raises `ConfigError` otherwise."""
+    if value is None:
+        return UNBOUNDED
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"{what}: a number of rows must be at least 1, got {value}")
+        return Retention(rows=value)
+    if isinstance(value, (dt.timedelta, str)):
+        delta = parse_duration(value, what=what)
+        if delta <= dt.timedelta(0):
+            raise ConfigError(f"{what}: an event-time span must be positive, got {value!r}")
+        return Retention(time_us=_to_micros(delta))
+    raise ConfigError(
+        f"{what}: expected a number of rows (int), a duration (timedelta or text such as "
+        f"'1 hour') or None for everything, got {value!r}"
+    )
+
+
 MAX_BUFFER_SIZE = 1 << 31
 # The least a ring slot takes (8 bytes of bookkeeping, one BOOLEAN and its validity
 # byte); `catalog.SourceDef.ring_bytes` counts a real schema.
@@ -315,9 +366,17 @@ class Config:
     wal_mode: WalMode | str | None = None
     core_affinity: int | None = None
     workers: int = 1
+    view_retention: RetentionSetting = 1_000_000
+
+    @property
+    def retention(self) -> Retention:
+        """``view_retention`` as a `Retention`: what an appending view keeps
+        unless it says otherwise (``WITH (retention = ...)``)."""
+        return parse_retention(self.view_retention, what="view_retention")
 
     def validate(self) -> Config:
         """Check and normalise the settings; raise `ConfigError` on the first problem."""
+        parse_retention(self.view_retention, what="view_retention")
         _check_buffer_size(self.buffer_size, "buffer_size")
         check_ring_memory(f"buffer_size: a ring of {self.buffer_size} rows",
                           self.buffer_size, self.buffer_size * MIN_SLOT_BYTES,

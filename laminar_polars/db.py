@@ -33,7 +33,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -41,10 +41,13 @@ from laminar_polars import _native
 from laminar_polars.catalog import Catalog, SinkDef, SourceDef, ViewDef
 from laminar_polars.config import (
     Config,
+    Retention,
+    RetentionSetting,
     SourceConfig,
     Watermark,
     check_ring_memory,
     check_source_durability,
+    parse_retention,
     prepare_data_dir,
 )
 from laminar_polars.definitions import relation_of, source_definition, table_frame
@@ -133,27 +136,47 @@ class LaminarDB:
         return stream(self._relation(name))
 
     def create_materialized_view(
-        self, name: str, query: pl.LazyFrame, emit: str | None = None
+        self, name: str, query: pl.LazyFrame, emit: str | None = None, *,
+        retention: RetentionSetting | Literal["default"] = "default",
     ) -> None:
         """Maintain ``query`` (built on :meth:`stream` frames) as view ``name``.
 
         ``emit`` is ``'on_window_close'`` (the default for windows) or
         ``'on_update'``. A plan the engine cannot maintain raises `PlanError`.
+        ``retention`` is how much of its history an appending view keeps for
+        :meth:`query`: a number of rows, an event-time span behind its
+        watermark (``timedelta`` or text such as ``'1 hour'``), or None for
+        everything; by default ``Config.view_retention``. A continuous
+        aggregate holds one row per key and is never trimmed.
+
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.create_materialized_view("last3", db.stream("t"), retention=3)
+        >>> src = db.source("t")
+        >>> src.push_batch([(i,) for i in range(10)])
+        >>> db.stop()
+        >>> db.query("SELECT x FROM last3")["x"].to_list()
+        [7, 8, 9]
         """
         if isinstance(query, Node):  # a hand-built plan: checked as the front ends' are
             plan = validate(query)
         else:
             plan = plan_lazyframe(query, self._relation, emit)
-        self._add_view(name, plan, None)
+        policy = None if retention == "default" else parse_retention(retention)
+        self._add_view(name, plan, None, policy)
 
-    def _add_view(self, name: str, plan: Node, sql: str | None) -> None:
+    def _add_view(self, name: str, plan: Node, sql: str | None,
+                  retention: Retention | None = None) -> None:
         with self._lock:
             self._check_open()
             self.catalog.check_new_relation(name)
-            view = compile_view(name, plan, resolve=self._output_of)
+            retention = self.config.retention if retention is None else retention
+            view = compile_view(name, plan, retention, resolve=self._output_of)
             for node in view.nodes:  # a failing reader of one of them fails the engine
                 node.on_failure = self._scheduler.fail
-            self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql)
+            self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql,
+                                               retention)
             self._views[name] = view
             attach_reader(self._views, self._scheduler, view.input, view.first.port(0))
 

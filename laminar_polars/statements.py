@@ -14,6 +14,7 @@ from typing import Protocol
 import polars as pl
 
 from laminar_polars.catalog import Catalog, SinkDef, SourceDef
+from laminar_polars.config import Retention
 from laminar_polars.introspection import show_names
 from laminar_polars.plan import Node, Scan
 from laminar_polars.sql import (
@@ -46,7 +47,8 @@ class StatementTarget(Protocol):
 
     def _add_sink(self, definition: SinkDef) -> None: ...
 
-    def _add_view(self, name: str, plan: Node, sql: str | None) -> None: ...
+    def _add_view(self, name: str, plan: Node, sql: str | None,
+                  retention: Retention | None = None) -> None: ...
 
     def _relation(self, name: str) -> Scan: ...
 
@@ -84,7 +86,7 @@ def run_statement(db: StatementTarget, statement: Statement) -> pl.DataFrame | N
         if statement.if_not_exists and statement.name in db.catalog.views:
             return None
         plan = plan_select(statement.query, db._relation, statement.emit)
-        db._add_view(statement.name, plan, statement.sql)
+        db._add_view(statement.name, plan, statement.sql, statement.retention)
     elif isinstance(statement, Explain):
         text = explain_select(statement.query, db._relation)
         return pl.DataFrame({"plan": text.splitlines()}, schema={"plan": pl.String})

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 
 import polars as pl
 
+from laminar_polars.config import UNBOUNDED, Retention
 from laminar_polars.engine.operator import Delta, Operator, State
 from laminar_polars.engine.ops.grid import GridWindows
-from laminar_polars.engine.ops.history import UNBOUNDED, History, Retention
+from laminar_polars.engine.ops.history import History
 from laminar_polars.engine.ops.keyed import KeyedAggregate
 from laminar_polars.engine.ops.row_map import RowMapOperator
 from laminar_polars.engine.ops.session import SessionWindows

@@ -23,7 +23,13 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from laminar_polars.catalog import ColumnDef, ColumnType, SinkDef, SourceDef
-from laminar_polars.config import SourceConfig, Watermark, parse_duration
+from laminar_polars.config import (
+    Retention,
+    SourceConfig,
+    Watermark,
+    parse_duration,
+    parse_retention,
+)
 from laminar_polars.errors import ConfigError, SqlError
 from laminar_polars.plan import EmitMode
 from laminar_polars.sql.dialect import (
@@ -42,6 +48,7 @@ __all__ = [
 ]  # fmt: skip
 
 SOURCE_OPTIONS = ("buffer_size", "backpressure", "wait_strategy", "checkpoint_interval", "wal_mode")
+VIEW_OPTIONS = ("retention",)
 _EMIT: dict[str, EmitMode] = {"ON WINDOW CLOSE": "on_window_close", "ON UPDATE": "on_update"}
 _DROP_KINDS = {"SOURCE": "source", "SINK": "sink", "TABLE": "table"}
 
@@ -67,6 +74,8 @@ class CreateMaterializedView:
     """``query`` is the SELECT tree; ``sql`` the statement as the dialect writes it back.
 
     ``emit`` is 'on_window_close', 'on_update', or None (the engine's default).
+    ``retention`` is ``WITH (retention = ...)`` read (`Retention`), or None
+    for the database's default.
     """
 
     name: str
@@ -74,6 +83,7 @@ class CreateMaterializedView:
     emit: EmitMode | None
     sql: str
     if_not_exists: bool = False
+    retention: Retention | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,12 +370,23 @@ def _materialized_view(tree: exp.Create, if_not_exists: bool) -> CreateMateriali
     if not isinstance(tree.expression, exp.Query):
         raise SqlError(f"CREATE MATERIALIZED VIEW {name} needs AS SELECT ...")
     emit: EmitMode | None = None
+    retention: Retention | None = None
     for prop in tree.args["properties"].expressions:
         if isinstance(prop, EmitProperty):
             emit = _EMIT[prop.name]
+        elif type(prop) is exp.Property and prop.name.lower() in VIEW_OPTIONS:
+            if retention is not None:
+                raise ConfigError(f"materialized view {name!r}: WITH option 'retention' "
+                                  "is given twice")
+            value = _option_value("retention", prop.args.get("value"))
+            retention = parse_retention(value, what=f"materialized view {name!r}: retention")
+        elif type(prop) is exp.Property:
+            raise ConfigError(f"materialized view {name!r}: unknown WITH option "
+                              f"{prop.name.lower()!r}; expected one of {', '.join(VIEW_OPTIONS)}")
         elif not isinstance(prop, exp.MaterializedProperty):
             raise SqlError(f"materialized view {name!r}: unsupported clause {_text(prop)!r}")
-    return CreateMaterializedView(name, tree.expression, emit, _text(tree), if_not_exists)
+    return CreateMaterializedView(name, tree.expression, emit, _text(tree), if_not_exists,
+                                  retention)
 
 
 def _drop(tree: exp.Drop) -> Drop:

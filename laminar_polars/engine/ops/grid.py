@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from laminar_polars.config import UNBOUNDED, Retention
 from laminar_polars.engine.aggregates import (
     STREAMING_ROWS,
     TIME,
@@ -51,7 +52,6 @@ from laminar_polars.engine.aggregates import (
     time_span,
 )
 from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.history import UNBOUNDED, Retention
 from laminar_polars.engine.ops.row_map import NEW, split_new
 from laminar_polars.engine.ops.windows import START, WindowOperator
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK

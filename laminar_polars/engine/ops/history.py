@@ -20,37 +20,16 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
-
 import polars as pl
 
+from laminar_polars.config import Retention
 from laminar_polars.engine.aggregates import time_span
 from laminar_polars.engine.operator import Delta, Operator, State
 
-__all__ = ["UNBOUNDED", "History", "Retention"]
+__all__ = ["History"]
 
 # Kept batches are concatenated once this many pile up (in settle()).
 COMPACT_FRAMES = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class Retention:
-    """How much of its history a view keeps: the newest ``rows`` rows, or the
-    rows within ``time_us`` microseconds of event time behind its watermark;
-    neither set keeps everything."""
-
-    rows: int | None = None
-    time_us: int | None = None
-
-    def describe(self) -> str:
-        if self.rows is not None:
-            return f"{self.rows} rows"
-        if self.time_us is not None:
-            return f"{self.time_us} us of event time"
-        return "unbounded"
-
-
-UNBOUNDED = Retention()
 
 
 class History(Operator):

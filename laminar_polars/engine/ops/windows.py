@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from laminar_polars.config import UNBOUNDED, Retention
 from laminar_polars.engine.aggregates import Aggregates, collect
 from laminar_polars.engine.operator import Delta, Operator, State
-from laminar_polars.engine.ops.history import UNBOUNDED, History, Retention
+from laminar_polars.engine.ops.history import History
 from laminar_polars.engine.ops.keyed import finish
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 from laminar_polars.plan import WINDOW_END, WINDOW_START, WindowAgg

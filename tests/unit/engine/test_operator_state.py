@@ -12,11 +12,12 @@ import random
 import polars as pl
 import pytest
 
+from laminar_polars.config import Retention
 from laminar_polars.engine.keyed_state import KeyedState
 from laminar_polars.engine.operator import Delta, Operator, State
 from laminar_polars.engine.ops import grid
 from laminar_polars.engine.ops.grid import GridWindows
-from laminar_polars.engine.ops.history import History, Retention
+from laminar_polars.engine.ops.history import History
 from laminar_polars.engine.ops.keyed import KeyedAggregate
 from laminar_polars.engine.ops.session import SessionWindows
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK
