@@ -212,10 +212,12 @@ class Aggregates:
 
     def distinct_rows(self, projected: pl.LazyFrame, group: Sequence[str]) -> list[pl.DataFrame]:
         """For each distinct-count aggregate, its distinct ``(group, value)`` rows."""
-        return [
-            collect(projected.select(*group, pl.col(self.column_of[i]).alias(_VALUE)).unique())
-            for i in self.distinct
-        ]
+        return [collect(rows) for rows in self.distinct_rows_lazy(projected, group)]
+
+    def distinct_rows_lazy(self, projected: pl.LazyFrame,
+                           group: Sequence[str]) -> list[pl.LazyFrame]:
+        return [projected.select(*group, pl.col(self.column_of[i]).alias(_VALUE)).unique()
+                for i in self.distinct]
 
     # -- state -----------------------------------------------------------------
     def merge(self, partials: Sequence[pl.DataFrame], group: Sequence[str]) -> pl.DataFrame:

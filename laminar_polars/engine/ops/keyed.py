@@ -58,57 +58,74 @@ class KeyedAggregate(Operator):
         return len(self.partials)
 
     def on_batch(self, port: int, delta: Delta) -> Delta | None:
+        """The batch's keys' new rows, as upserts (new where the key was not
+        stored). A handful of Polars calls whatever the keys held: the batch's
+        partials and distinct pairs in one, finding and replacing the touched
+        keys (`KeyedState`), and the merge and the emitted rows in one."""
         frame = delta.rows
         if not frame.height:
             return None
         rows = frame.lazy() if self.keys else frame.lazy().with_columns(pl.lit(True).alias(ALL))
         packing = self.calc.packing(frame)
-        projected = collect(self.calc.project(rows, self.group, packing))
-        batch = self.partials.hashed(self.calc.partials(projected.lazy(), self.group,
-                                                        packing=packing))
-        stored = self.partials.find(batch)
-        merged = batch if stored is None else self._merge(stored, batch)
-        if self.counts:
-            merged = self._count_distinct(projected, stored, merged)
-        self.partials.upsert(merged)
-        marked = merged.lazy().with_columns(pl.lit(True).alias(NEW))
-        if stored is not None:  # keys stored before are updates
-            known = stored.lazy().select(*self.group, pl.lit(False).alias(NEW))
-            marked = merged.lazy().join(known, on=self.group, how="left", nulls_equal=True,
-                                        maintain_order="left").with_columns(
-                pl.col(NEW).fill_null(True))
-        finals = self.calc.finalize(marked, self.group, None, [NEW])
-        return split_new(collect(self._finish(finals, (NEW,))))
+        projected = self.calc.project(rows, self.group, packing)
+        plans = [self.calc.partials_lazy(projected, self.group, packing)
+                 .with_columns(self.partials.hash)]
+        plans += [pairs.with_columns(store.hash) for pairs, store in
+                  zip(self.calc.distinct_rows_lazy(projected, self.group), self.distinct,
+                      strict=True)]
+        batch, *pairs = pl.collect_all(plans, engine="in-memory")  # one projection
+        stored = self.partials.find_lazy(batch)
+        fresh = [self._new_pairs(slot, found) for slot, found in enumerate(pairs)]
+        merged = self._merged(stored, batch, fresh)
+        finals = self.calc.finalize(merged, self.group, None, [NEW])
+        # The emitted rows and every store's new hot part in one call: shared
+        # subplans (the merge) run once.
+        hot, out, *pair_hots = pl.collect_all(
+            [self.partials.upsert_lazy(merged.drop(NEW)), self._finish(finals, (NEW,)),
+             *(store.upsert_lazy(rows) for store, rows in zip(self.distinct, fresh, strict=True))],
+            engine="in-memory")
+        self.partials.set_hot(hot)
+        for store, pair_hot in zip(self.distinct, pair_hots, strict=True):
+            store.set_hot(pair_hot)
+        return split_new(out)
 
-    def _merge(self, stored: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
-        """The batch's partials merged into the stored ones of the same keys."""
-        stacked = pl.concat([stored.select(batch.columns), batch], how="vertical")
-        return collect(self.calc.merge_lazy(stacked.lazy(), [*self.group, HASH]))
+    def _new_pairs(self, slot: int, pairs: pl.DataFrame) -> pl.LazyFrame:
+        """A distinct count's ``(key, value)`` pairs of the batch not stored yet."""
+        seen = self.distinct[slot].find_lazy(pairs)
+        if seen is None:
+            return pairs.lazy()
+        return pairs.lazy().join(seen, on=[*self.group, VALUE], how="anti", nulls_equal=True)
 
-    def _count_distinct(self, projected: pl.DataFrame, stored: pl.DataFrame | None,
-                        merged: pl.DataFrame) -> pl.DataFrame:
-        """``merged`` with each distinct count: the stored count plus the key's
-        values not seen before."""
-        counts = []
-        for slot, pairs in enumerate(self.calc.distinct_rows(projected.lazy(), self.group)):
-            seen = self.distinct[slot].find(pairs)
-            fresh = pairs if seen is None else pairs.join(
-                seen.select(*self.group, VALUE), on=[*self.group, VALUE], how="anti",
-                nulls_equal=True)
-            self.distinct[slot].upsert(fresh)
+    def _merged(self, stored: pl.LazyFrame | None, batch: pl.DataFrame,
+                fresh: list[pl.LazyFrame]) -> pl.LazyFrame:
+        """The touched keys' new partial rows (their stored partials merged with
+        the batch's, distinct counts added up), marked NEW where not stored."""
+        if stored is None:
+            merged = batch.lazy().with_columns(pl.lit(True).alias(NEW))
+        else:
+            stacked = pl.concat([stored.select(batch.columns), batch.lazy()], how="vertical")
+            known = stored.select(*self.group, pl.lit(False).alias(NEW))
+            merged = (self.calc.merge_lazy(stacked, [*self.group, HASH])
+                      .join(known, on=self.group, how="left", nulls_equal=True,
+                            maintain_order="left")
+                      .with_columns(pl.col(NEW).fill_null(True)))
+        if not self.counts:
+            return merged
+        if stored is not None:
+            merged = merged.join(stored.select(*self.group, *self.counts), on=self.group,
+                                 how="left", nulls_equal=True, maintain_order="left")
+        for slot, name in enumerate(self.counts):
             agg = self.node.aggs[self.calc.distinct[slot]]
             function = self.calc.functions[self.calc.distinct[slot]]
-            counts.append(fresh.lazy().group_by(self.group).agg(
-                function.count_distinct(agg, pl.col(VALUE)).alias(f"{agg.name}+")))
-        earlier = (stored.select(*self.group, *self.counts) if stored is not None
-                   else pl.DataFrame(schema={**{g: merged.schema[g] for g in self.group},
-                                             **dict.fromkeys(self.counts, pl.UInt32)}))
-        out = merged.lazy().join(earlier.lazy(), on=self.group, how="left", nulls_equal=True)
-        for name, added in zip(self.counts, counts, strict=True):
-            out = out.join(added, on=self.group, how="left", nulls_equal=True).with_columns(
-                (pl.col(name).fill_null(0) + pl.col(f"{name}+").fill_null(0)).cast(pl.UInt32)
-                .alias(name)).drop(f"{name}+")
-        return collect(out)
+            added = fresh[slot].group_by(self.group).agg(
+                function.count_distinct(agg, pl.col(VALUE)).alias(f"{name}+"))
+            total = pl.col(f"{name}+").fill_null(0)
+            if stored is not None:
+                total = pl.col(name).fill_null(0) + total
+            merged = (merged.join(added, on=self.group, how="left", nulls_equal=True,
+                                  maintain_order="left")
+                      .with_columns(total.cast(pl.UInt32).alias(name)).drop(f"{name}+"))
+        return merged
 
     def _finish(self, finals: pl.LazyFrame, carry: tuple[str, ...] = ()) -> pl.LazyFrame:
         internal = finals.select(*self.schema, *carry).cast(self.schema)
