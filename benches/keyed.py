@@ -1,8 +1,9 @@
 """Continuous aggregate: the cost of one 100-row micro-batch against the keys held
 (SPEC §10: 1 M keys <= 3x 1 k keys).
 
-Reproduce:  python benches/keyed.py            (1 k, 100 k and 1 M keys; a few minutes)
-            python benches/keyed.py --quick    (1 k and 100 k keys)
+Reproduce:  python benches/keyed.py              (1 k, 100 k and 1 M keys; a few minutes)
+            python benches/keyed.py --quick      (1 k and 100 k keys)
+            python benches/keyed.py --workers 2  (the state split across 2 threads)
 
 The view is ``SELECT k, count(*), sum(v), max(v), count(DISTINCT u) FROM s GROUP BY
 k``. Its state is loaded with N keys (one Arrow batch of N rows, every key once),
@@ -27,6 +28,7 @@ import statistics
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -34,6 +36,7 @@ import polars as pl
 import laminar_polars as lp
 from laminar_polars.engine.operator import Delta
 from laminar_polars.engine.ops.keyed import KeyedAggregate
+from laminar_polars.engine.ops.sharded import Sharded
 from laminar_polars.plan import Scan
 from laminar_polars.sql import parse_statements, plan_select
 
@@ -60,10 +63,11 @@ def _batches(keys: int, count: int, new: int, rng: np.random.Generator) -> list[
     return out
 
 
-def operator_cost(keys: int, new: int, count: int = 400) -> dict[str, float]:
+def operator_cost(keys: int, new: int, count: int = 400, workers: int = 1) -> dict[str, float]:
     [statement] = parse_statements(VIEW)
     plan = plan_select(statement.query, lambda name: Scan(name, SCHEMA), None)
-    op = KeyedAggregate(plan)
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    op = Sharded(lambda: KeyedAggregate(plan), ["k"], workers, pool)
     rng = np.random.default_rng(keys)
     op.on_batch(0, Delta(_frame(np.arange(keys), rng)))  # load the state
     batches = _batches(keys, count + 20, new, rng)
@@ -75,13 +79,15 @@ def operator_cost(keys: int, new: int, count: int = 400) -> dict[str, float]:
         op.on_batch(0, Delta(batch))
         samples.append(time.perf_counter() - start)
     assert op.state_rows >= keys
+    if pool is not None:
+        pool.shutdown()
     return {"median": statistics.median(samples) * 1e3, "mean": statistics.mean(samples) * 1e3,
             "p99": float(np.percentile(samples, 99)) * 1e3}
 
 
-def end_to_end(keys: int, count: int = 200) -> float:
+def end_to_end(keys: int, count: int = 200, workers: int = 1) -> float:
     rng = np.random.default_rng(keys + 1)
-    db = lp.open()
+    db = lp.open(lp.Config(workers=workers))
     db.execute(DDL)
     db.execute(VIEW)
     sub = db.sink("totals").subscribe()
@@ -117,26 +123,29 @@ def end_to_end(keys: int, count: int = 200) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 k and 100 k keys only")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Config.workers: the keyed state split across this many threads")
     args = parser.parse_args()
     sizes = (1_000, 100_000) if args.quick else (1_000, 100_000, 1_000_000)
     print(f"# benches/keyed.py  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# python {platform.python_version()}, polars {pl.__version__}, "
           f"laminar_polars {lp.__version__}, {platform.machine()}")
-    print(f"# reproduce: python benches/keyed.py{' --quick' if args.quick else ''}")
+    print(f"# reproduce: python {' '.join(['benches/keyed.py', *sys.argv[1:]])}")
+    print(f"# workers: {args.workers}")
     print(f"# view: {VIEW}")
     print("\nper 100-row batch, ms       median   mean    p99    median / 1 k keys")
     base: dict[str, float] = {}
     ratio = 0.0
     for new in (0, 10):
         for keys in sizes:
-            cost = operator_cost(keys, new)
+            cost = operator_cost(keys, new, workers=args.workers)
             label = f"operator, {keys:>9,} keys{', 10 new' if new else ''}"
             base.setdefault(f"op{new}", cost["median"])
             ratio = max(ratio, cost["median"] / base[f"op{new}"])
             print(f"{label:<32} {cost['median']:6.2f} {cost['mean']:6.2f} {cost['p99']:6.2f}"
                   f"    {cost['median'] / base[f'op{new}']:.2f}x")
     for keys in sizes:
-        median = end_to_end(keys)
+        median = end_to_end(keys, workers=args.workers)
         base.setdefault("e2e", median)
         print(f"{f'end to end, {keys:>7,} keys':<32} {median:6.2f}"
               f"                   {median / base['e2e']:.2f}x")

@@ -135,9 +135,12 @@ class Reader(threading.Thread):
         return pl.concat([f for _, f in self.frames]) if self.frames else pl.DataFrame()
 
 
+WORKERS = 1  # Config.workers of every database this bench opens (--workers)
+
+
 def open_db(bar: str = "1m") -> tuple[lp.LaminarDB, lp.Source, Reader]:
     n, unit = {"1m": (1, "MINUTE"), "1s": (1, "SECOND"), "100ms": (100, "MILLISECOND")}[bar]
-    db = lp.open()
+    db = lp.open(lp.Config(workers=WORKERS))
     db.execute(DDL.format(n=n, unit=unit))
     reader = Reader(db.sink("ohlc_1min").subscribe())
     reader.start()
@@ -346,8 +349,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each throughput figure, best counts (default 3)")
     parser.add_argument("--skip", default="", help="comma list of: push,arrow,latency,memory")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Config.workers: keyed operators split across this many threads")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if args.memory_child:
         return memory_child(args.memory_child)
     n = args.rows or (1_000_000 if args.quick else 10_000_000)

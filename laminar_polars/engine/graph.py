@@ -20,6 +20,7 @@ where snapshots are taken (`View.snapshot`) and ``db.query`` reads
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 
 import polars as pl
 
@@ -30,6 +31,7 @@ from laminar_polars.engine.ops.history import History
 from laminar_polars.engine.ops.keyed import KeyedAggregate
 from laminar_polars.engine.ops.row_map import RowMapOperator
 from laminar_polars.engine.ops.session import SessionWindows
+from laminar_polars.engine.ops.sharded import Sharded
 from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.engine.sentinels import NO_WATERMARK
 from laminar_polars.errors import PlanError
@@ -201,7 +203,7 @@ class View:
 
     @property
     def state_rows(self) -> int:
-        return sum(n.operator.state_rows for n in self.nodes if n is not self.history)
+        return sum(n.operator.state_rows for n in self.nodes)
 
     @property
     def pending_rows(self) -> int:
@@ -210,10 +212,7 @@ class View:
     @property
     def retained_rows(self) -> int:
         """Rows of its history kept for db.query (EMIT ON UPDATE: closed windows')."""
-        if self.history is not None:
-            return self.history.operator.state_rows
-        return sum(n.operator.closed.state_rows for n in self.nodes
-                   if isinstance(n.operator, GridWindows) and n.operator.closed is not None)
+        return sum(n.operator.retained_rows for n in self.nodes)
 
     @property
     def watermark(self) -> int:
@@ -242,11 +241,13 @@ class View:
 
 
 def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
-                 resolve: Callable[[str], Node | None] = lambda _: None) -> View:
+                 resolve: Callable[[str], Node | None] = lambda _: None,
+                 workers: int = 1, pool: Executor | None = None) -> View:
     """The nodes of view ``name``: one per plan node above its scan, and a
     `History` last when the view appends. ``resolve(scan name)`` gives the
     output node of a view the plan reads (None: a source), to record as the
-    first node's input (the caller wires the edge)."""
+    first node's input (the caller wires the edge). Operators grouping by
+    keys are split across ``workers`` copies run on ``pool`` (`Sharded`)."""
     chain: list[PlanNode] = []
     node: PlanNode = plan
     while not isinstance(node, Scan):
@@ -262,7 +263,7 @@ def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
     upstream: Node | str = resolve(node.name) or node.name
     nodes: list[Node] = []
     for step in chain:
-        graph_node = Node(_operator(step, retention), step.schema, name)
+        graph_node = Node(_operator(step, retention, workers, pool), step.schema, name)
         graph_node.inputs = [upstream]
         if nodes:
             nodes[-1].add_reader(graph_node.port(0))
@@ -281,15 +282,37 @@ def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
     return View(name, plan, nodes, history)
 
 
-def _operator(node: PlanNode, retention: Retention) -> Operator:
+def _operator(node: PlanNode, retention: Retention, workers: int,
+              pool: Executor | None) -> Operator:
     if isinstance(node, RowMap):
         return RowMapOperator(node)
+    make: Callable[[], Operator]
     if isinstance(node, KeyedAgg):
-        return KeyedAggregate(node)
-    assert isinstance(node, WindowAgg)
-    if node.window.kind == "session":
-        return SessionWindows(node)
-    return GridWindows(node, retention)
+        step: KeyedAgg | WindowAgg = node
+        make = lambda: KeyedAggregate(node)  # noqa: E731
+    else:
+        assert isinstance(node, WindowAgg)
+        step = node
+        make = (lambda: SessionWindows(node)) if node.window.kind == "session" \
+            else (lambda: GridWindows(node, retention))
+    if not step.keys:
+        return make()  # one group: nothing to split
+    return Sharded(make, step.keys, workers, pool, _order(step))
+
+
+def _order(node: KeyedAgg | WindowAgg) -> list[str]:
+    """The output columns closed windows go out in order of: the window's
+    time column, then the keys (those the output has, by their output names)."""
+    if not isinstance(node, WindowAgg):
+        return []
+    names = []
+    if node.time_output is not None:
+        names.append(node.time_output)
+    for expr in node.output:
+        root = expr.meta.undo_aliases()
+        if root.meta.is_column() and root.meta.output_name() in node.keys:
+            names.append(expr.meta.output_name())
+    return names
 
 
 def iter_nodes(views: Iterable[View]) -> Iterable[Node]:

@@ -52,7 +52,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["Delta", "Operator", "State"]
+__all__ = ["Delta", "Operator", "Scalar", "State"]
 
 Scalar = int | float | str | bool | None
 
@@ -147,4 +147,9 @@ class Operator(abc.ABC):
     @property
     def pending_rows(self) -> int:
         """Input rows taken but not yet merged into the state (for metrics)."""
+        return 0
+
+    @property
+    def retained_rows(self) -> int:
+        """Rows kept only for ``db.query``, within a retention (for metrics)."""
         return 0

@@ -51,7 +51,7 @@ class History(Operator):
         self.held = 0
 
     @property
-    def state_rows(self) -> int:
+    def retained_rows(self) -> int:
         return self.held
 
     def on_batch(self, port: int, delta: Delta) -> Delta | None:

@@ -40,6 +40,10 @@ class WindowOperator(Operator):
         # How far the output's event time (a window labelled by its start) trails.
         self.lag = node.time_lag_us if node.time_column is not None else 0
 
+    @property
+    def retained_rows(self) -> int:
+        return 0 if self.closed is None else self.closed.retained_rows
+
     def output_watermark(self, watermark: int) -> int:
         if watermark in (NO_WATERMARK, CLOSED_WATERMARK):
             return watermark
