@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
@@ -254,7 +255,7 @@ class Catalog:
         try:
             return self.sources[name]
         except KeyError:
-            raise CatalogError(self._unknown("source", name, self.sources)) from None
+            raise CatalogError(self.unknown_message("source", name, self.sources)) from None
 
     def table(self, name: str) -> pl.DataFrame:
         """Registered table ``name``; a source or view of that name is not one."""
@@ -265,15 +266,23 @@ class Catalog:
             if kind is not None:
                 raise CatalogError(f"{name!r} is a {kind}, not a table; "
                                    f"DROP {kind.upper()} drops it") from None
-            raise CatalogError(self._unknown("table", name, self.tables)) from None
+            raise CatalogError(self.unknown_message("table", name, self.tables)) from None
 
     def sink(self, name: str) -> SinkDef:
         try:
             return self.sinks[name]
         except KeyError:
-            raise CatalogError(self._unknown("sink", name, self.sinks)) from None
+            raise CatalogError(self.unknown_message("sink", name, self.sinks)) from None
 
     @staticmethod
-    def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
+    def unknown_message(kind: str, name: str, known: Iterable[str]) -> str:
+        """The message of the `CatalogError` for a name that is not there:
+        what was looked for, and every name of that kind there is.
+
+        >>> Catalog.unknown_message("sink", "out", {"raw": None, "bars": None})
+        "unknown sink 'out' (known: bars, raw)"
+        >>> Catalog.unknown_message("table", "fx", [])
+        "unknown table 'fx' (known: none)"
+        """
         names = ", ".join(sorted(known)) or "none"
         return f"unknown {kind} {name!r} (known: {names})"

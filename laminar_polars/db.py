@@ -188,8 +188,8 @@ class LaminarDB:
         """Drop a view no sink or other view reads."""
         with self._lock:
             if name not in self.catalog.views:
-                raise CatalogError(self.catalog._unknown("materialized view", name,
-                                                         self.catalog.views))
+                raise CatalogError(self.catalog.unknown_message("materialized view", name,
+                                                                self.catalog.views))
             readers = self.catalog.readers_of(name)
             if readers:
                 raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
@@ -362,7 +362,7 @@ class LaminarDB:
             if name in self.catalog.sources or name in self.catalog.views:
                 self._add_sink(SinkDef(name, name))
                 return self._sinks[name]
-        raise CatalogError(self.catalog._unknown("sink", name, self.catalog.sinks))
+        raise CatalogError(self.catalog.unknown_message("sink", name, self.catalog.sinks))
 
     # -- DROP / DESCRIBE -----------------------------------------------------
     def drop_sink(self, name: str) -> None:

@@ -73,4 +73,4 @@ def relation_of(catalog: Catalog, name: str) -> Scan:
         plan = catalog.views[name].plan
         return Scan(name, plan.schema, plan.time_column, plan.appends_only)
     known = {**catalog.sources, **catalog.views}
-    raise CatalogError(catalog._unknown("source or materialized view", name, known))
+    raise CatalogError(catalog.unknown_message("source or materialized view", name, known))

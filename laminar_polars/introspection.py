@@ -80,7 +80,8 @@ def describe(catalog: Catalog, name: str) -> pl.DataFrame:
         schema = catalog.tables[name].schema
     else:
         known = {**catalog.sources, **catalog.views, **catalog.tables}
-        raise CatalogError(catalog._unknown("source, materialized view or table", name, known))
+        raise CatalogError(catalog.unknown_message("source, materialized view or table",
+                                                   name, known))
     return pl.DataFrame({
         "column": list(schema),
         "type": [_type_name(dtype) for dtype in schema.values()],
