@@ -2,7 +2,8 @@
 operation that carries it out.
 
 The operations are `LaminarDB`'s; `StatementTarget` names the ones statements
-use, so this module needs no import of `laminar_polars.db` (which imports it).
+use, so this module needs no import of `laminar_polars.db.database` (which
+imports it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import polars as pl
 
 from laminar_polars.catalog import Catalog, SinkDef, SourceDef
 from laminar_polars.config import Retention
-from laminar_polars.introspection import show_names
+from laminar_polars.db.introspection import show_names
 from laminar_polars.plan import Node, Scan
 from laminar_polars.sql import (
     CreateMaterializedView,

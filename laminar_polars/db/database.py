@@ -1,9 +1,9 @@
 """`LaminarDB`: the catalog and the lifecycle; the work is done by the layers below.
 
-Alongside it, at the same level: `definitions` translates catalog definitions,
-`wiring` builds and connects the running pieces, `statements` runs parsed SQL,
-`snapshot_query` answers ``db.query``, and `introspection` builds what the
-database reports about itself.
+Alongside it in `laminar_polars.db`: `definitions` translates catalog
+definitions, `wiring` builds and connects the running pieces, `statements`
+runs parsed SQL, `query` answers ``db.query``, and `introspection` builds what
+the database reports about itself.
 
 Examples
 --------
@@ -50,20 +50,20 @@ from laminar_polars.config import (
     parse_retention,
     prepare_data_dir,
 )
-from laminar_polars.definitions import relation_of, source_definition, table_frame
+from laminar_polars.db.definitions import relation_of, source_definition, table_frame
+from laminar_polars.db.introspection import describe, metrics_of, topology_of
+from laminar_polars.db.query import query_snapshot
+from laminar_polars.db.statements import run_statement
+from laminar_polars.db.wiring import SinkFeed, attach_reader, detach_reader, make_ring
 from laminar_polars.engine.graph import Node as GraphNode
 from laminar_polars.engine.graph import View, compile_view
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.errors import CatalogError, Closed, EngineError, SqlError, describe_failure
 from laminar_polars.frontend import plan_lazyframe, stream
-from laminar_polars.introspection import describe, metrics_of, topology_of
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
 from laminar_polars.plan import Node, Scan, inputs_of, validate
-from laminar_polars.snapshot_query import query_snapshot
 from laminar_polars.sql import Query, parse_statements
-from laminar_polars.statements import run_statement
-from laminar_polars.wiring import SinkFeed, attach_reader, detach_reader, make_ring
 
 __all__ = ["LaminarDB", "open"]
 
