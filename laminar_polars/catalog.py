@@ -1,7 +1,7 @@
 """What the database knows about: column types, sources, sinks and their names.
 
 The catalog holds definitions only; the running pieces (rings, subscriptions)
-are built from them by :mod:`laminar_polars.db`. Column types are given by
+are built from them by :mod:`laminar_polars.db.runtime`. Column types are given by
 their SQL name or by a Polars dtype, and map one-to-one onto the native ring's
 type codes.
 

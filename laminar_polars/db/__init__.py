@@ -2,7 +2,11 @@
 
 One concern per module:
 
-- `database`: `LaminarDB`, its catalog, running pieces and lifecycle.
+- `database`: `LaminarDB`, the documented facade; each method turns what
+  users write into definitions and plans and hands them to the runtime.
+- `runtime`: `Runtime`, the running pieces (rings, view graphs, sinks,
+  scheduler), their lock and lifecycle, with public add / drop methods per
+  definition; ``db.runtime`` gives it to tools and tests.
 - `statements`: runs parsed SQL statements through the runtime.
 - `definitions`: catalog definitions from Python arguments, and as plans see them.
 - `wiring`: builds a source's ring and a sink's feed, and connects readers.

@@ -1,9 +1,9 @@
-"""`LaminarDB`: the catalog and the lifecycle; the work is done by the layers below.
+"""`LaminarDB`: the database as users see it, a thin, documented facade.
 
-Alongside it in `laminar_polars.db`: `definitions` translates catalog
-definitions, `wiring` builds and connects the running pieces, `statements`
-runs parsed SQL, `query` answers ``db.query``, and `introspection` builds what
-the database reports about itself.
+Each method turns what users write (SQL text, a LazyFrame, a Polars schema, a
+frame) into catalog definitions and plans, and hands them to the database's
+`Runtime` (`laminar_polars.db.runtime`), which builds and runs the pieces;
+`statements` does the same for parsed SQL.
 
 Examples
 --------
@@ -29,46 +29,24 @@ shape: (1, 3)
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import polars as pl
 
-from laminar_polars import _native
-from laminar_polars.catalog import Catalog, SinkDef, SourceDef, ViewDef
-from laminar_polars.config import (
-    Config,
-    Retention,
-    RetentionSetting,
-    SourceConfig,
-    Watermark,
-    check_ring_memory,
-    check_source_durability,
-    parse_retention,
-    prepare_data_dir,
-)
-from laminar_polars.db.definitions import relation_of, source_definition, table_frame
-from laminar_polars.db.introspection import describe, metrics_of, topology_of
-from laminar_polars.db.query import query_snapshot
+from laminar_polars.catalog import Catalog, SinkDef
+from laminar_polars.config import Config, RetentionSetting, SourceConfig, Watermark, parse_retention
+from laminar_polars.db.definitions import source_definition, table_frame
+from laminar_polars.db.runtime import Runtime
 from laminar_polars.db.statements import run_statement
-from laminar_polars.db.wiring import SinkFeed, attach_reader, detach_reader, make_ring
-from laminar_polars.engine.graph import Node as GraphNode
-from laminar_polars.engine.graph import View, compile_view
-from laminar_polars.engine.scheduler import Scheduler
-from laminar_polars.errors import CatalogError, Closed, EngineError, SqlError, describe_failure
+from laminar_polars.errors import SqlError
 from laminar_polars.frontend import plan_lazyframe, stream
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
-from laminar_polars.plan import Node, Scan, inputs_of, validate
+from laminar_polars.plan import Node, validate
 from laminar_polars.sql import Query, parse_statements
 
 __all__ = ["LaminarDB", "open"]
-
-# Started databases, for the fork handler below (weak: it keeps none alive).
-_STARTED: weakref.WeakSet[LaminarDB] = weakref.WeakSet()
 
 
 class LaminarDB:
@@ -84,56 +62,127 @@ class LaminarDB:
     :meth:`stop`) or ``'forked'`` (this is a copy made by ``fork()`` after
     :meth:`start`: its handles raise `Closed`; open a new database in the
     child). A database nobody references any more stops its engine thread.
+
+    Parameters
+    ----------
+    config
+        Settings; validated here (`ConfigError` if invalid). None: the defaults.
+
+    Attributes
+    ----------
+    config
+        The validated settings.
+
+    Examples
+    --------
+    >>> import laminar_polars as lp
+    >>> db = lp.LaminarDB(lp.Config(buffer_size=1024))
+    >>> db.execute("CREATE SOURCE t (x BIGINT)")
+    >>> db
+    <LaminarDB created: 1 sources, 0 sinks>
     """
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = (config or Config()).validate()
-        prepare_data_dir(self.config)
-        self.catalog = Catalog()
-        self._doorbell = _native.Doorbell()
-        self._rings: dict[str, _native.Ring] = {}
-        self._sinks: dict[str, Sink] = {}
-        self._feeds: dict[str, SinkFeed] = {}
-        self._views: dict[str, View] = {}
-        self._scheduler = Scheduler(self._doorbell, cpu=self.config.core_affinity)
-        self._lock = threading.RLock()
-        self._state = "created"  # created → running → stopped
-        self._failure_reported = False  # stop() raises the engine's failure once
-        self._pid = os.getpid()  # of the process that started the engine
-        self._forked_reason: str | None = None  # set in a child made by fork()
-        # Stops the engine once this database is collected; it holds the
-        # pieces, never the database (the engine thread does not either).
-        self._finalizer = weakref.finalize(
-            self, _shut_down, self._scheduler, self._rings, self._sinks
-        )
+        self._runtime = Runtime(self.config)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The running pieces under this database, with definition-level
+        add / drop methods and read-only views of the rings, view graphs and
+        sinks; for tools and tests. Changes made through it are changes of
+        this database, and holding it keeps the engine running after the
+        database itself is dropped.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.runtime.relation("t").schema
+        Schema([('x', Int64)])
+        >>> list(db.runtime.rings)
+        ['t']
+        """
+        return self._runtime
+
+    @property
+    def catalog(self) -> Catalog:
+        """The definitions of every source, view, sink and table (read it; change
+        it through this database's methods).
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT); CREATE SINK out FROM t")
+        >>> db.catalog.sinks["out"]
+        SinkDef(name='out', input='t', changelog=False)
+        """
+        return self._runtime.catalog
 
     # -- the seed's spellings ---------------------------------------------------
     @classmethod
     def open(cls, config: Config | None = None) -> LaminarDB:
+        """The same as :func:`laminar_polars.open`.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> lp.LaminarDB.open().config.buffer_size == lp.Config().buffer_size
+        True
+        """
         return cls(config)
 
     @classmethod
     def open_with_config(cls, config: Config) -> LaminarDB:
+        """The same as :func:`laminar_polars.open`, with settings required.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> lp.LaminarDB.open_with_config(lp.Config(buffer_size=1024)).config.buffer_size
+        1024
+        """
         return cls(config)
 
     # -- SQL ------------------------------------------------------------------
     def execute(self, sql: str) -> pl.DataFrame | None:
-        """Run one or more ``;``-separated statements; returns the last result
-        (a frame for SHOW / DESCRIBE / EXPLAIN, else None)."""
+        """Run one or more ``;``-separated statements.
+
+        Returns
+        -------
+        polars.DataFrame or None
+            The last statement's result: a frame for SHOW, DESCRIBE, EXPLAIN
+            and SELECT, else None.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT); CREATE SINK out FROM t")
+        >>> db.execute("SHOW SINKS")["name"].to_list()
+        ['out']
+        """
         result = None
         for statement in parse_statements(sql):
-            result = run_statement(self, statement)
+            result = run_statement(self._runtime, statement)
         return result
 
     # -- materialized views -----------------------------------------------------
-    def _relation(self, name: str) -> Scan:
-        """How a plan sees a source or view: its schema and event-time column."""
-        return relation_of(self.catalog, name)
-
     def stream(self, name: str) -> pl.LazyFrame:
         """A LazyFrame standing for source or view ``name``, to build a view on
-        with :meth:`create_materialized_view`."""
-        return stream(self._relation(name))
+        with :meth:`create_materialized_view` (`CatalogError` if unknown).
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.stream("t").collect_schema()
+        Schema([('x', Int64)])
+        """
+        return stream(self._runtime.relation(name))
 
     def create_materialized_view(
         self, name: str, query: pl.LazyFrame, emit: str | None = None, *,
@@ -149,6 +198,8 @@ class LaminarDB:
         everything; by default ``Config.view_retention``. A continuous
         aggregate holds one row per key and is never trimmed.
 
+        Examples
+        --------
         >>> import polars as pl, laminar_polars as lp
         >>> db = lp.open()
         >>> db.execute("CREATE SOURCE t (x BIGINT)")
@@ -162,41 +213,27 @@ class LaminarDB:
         if isinstance(query, Node):  # a hand-built plan: checked as the front ends' are
             plan = validate(query)
         else:
-            plan = plan_lazyframe(query, self._relation, emit)
+            plan = plan_lazyframe(query, self._runtime.relation, emit)
         policy = None if retention == "default" else parse_retention(retention)
-        self._add_view(name, plan, None, policy)
-
-    def _add_view(self, name: str, plan: Node, sql: str | None,
-                  retention: Retention | None = None) -> None:
-        with self._lock:
-            self._check_open()
-            self.catalog.check_new_relation(name)
-            retention = self.config.retention if retention is None else retention
-            view = compile_view(name, plan, retention, resolve=self._output_of)
-            for node in view.nodes:  # a failing reader of one of them fails the engine
-                node.on_failure = self._scheduler.fail
-            self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql,
-                                               retention)
-            self._views[name] = view
-            attach_reader(self._views, self._scheduler, view.input, view.first.port(0))
-
-    def _output_of(self, name: str) -> GraphNode | None:
-        view = self._views.get(name)
-        return None if view is None else view.output
+        self._runtime.add_view(name, plan, None, policy)
 
     def drop_materialized_view(self, name: str) -> None:
-        """Drop a view no sink or other view reads."""
-        with self._lock:
-            if name not in self.catalog.views:
-                raise CatalogError(self.catalog.unknown_message("materialized view", name,
-                                                                self.catalog.views))
-            readers = self.catalog.readers_of(name)
-            if readers:
-                raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
-            view = self._views.pop(name)
-            detach_reader(self._views, self._scheduler, view.input, view.first.port(0))
-            del self.catalog.views[name]
+        """Drop a view no sink or other view reads (SQL: ``DROP MATERIALIZED
+        VIEW``); `CatalogError` if it is unknown or still read.
 
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.create_materialized_view("v", db.stream("t"))
+        >>> db.drop_materialized_view("v")
+        >>> db.execute("SHOW MATERIALIZED VIEWS").height
+        0
+        """
+        self._runtime.drop_view(name)
+
+    # -- tables -----------------------------------------------------------------
     def register_table(self, name: str, frame: Any, replace: bool = False) -> None:
         """Register a static table that ``db.query`` can read (and, later, lookup joins).
 
@@ -236,15 +273,7 @@ class LaminarDB:
         ...
         laminar_polars.errors.SchemaError: table 'fx': expected a polars.DataFrame or ..., got dict
         """
-        table = table_frame(name, frame)
-        with self._lock:
-            kind = self.catalog.relation_kind(name)
-            if kind == "table" and not replace:
-                raise CatalogError(f"table {name!r} already exists; replace=True replaces it")
-            if kind not in (None, "table"):
-                hint = "; replace=True replaces only a table" if replace else ""
-                raise CatalogError(f"{kind} {name!r} already exists{hint}")
-            self.catalog.tables[name] = table
+        self._runtime.register_table(name, table_frame(name, frame), replace=replace)
 
     def drop_table(self, name: str) -> None:
         """Drop registered table ``name`` (SQL: ``DROP TABLE [IF EXISTS] name``).
@@ -266,25 +295,37 @@ class LaminarDB:
         ...
         laminar_polars.errors.CatalogError: 'trades' is a source, not a table; DROP SOURCE drops it
         """
-        with self._lock:
-            self.catalog.table(name)
-            readers = self.catalog.readers_of(name)
-            if readers:
-                raise CatalogError(f"table {name!r} is still read by {sorted(readers)}")
-            del self.catalog.tables[name]
+        self._runtime.drop_table(name)
 
     def query(self, sql: str) -> pl.DataFrame:
         """Answer a SELECT over the current rows of views and registered tables.
 
-        Sources hold no rows (they stream through), so they cannot be queried.
+        Every view is read as of one moment between micro-batches. Sources
+        hold no rows (they stream through), so they cannot be queried.
+
+        Raises
+        ------
+        SqlError
+            ``sql`` is not exactly one SELECT, or Polars cannot run it.
+        CatalogError
+            It reads a name that is no view or table.
+
+        Examples
+        --------
+        >>> import polars as pl, laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR", "GBP"], "rate": [1.1, 1.3]}))
+        >>> db.query("SELECT ccy FROM fx WHERE rate > 1.2")["ccy"].to_list()
+        ['GBP']
+        >>> db.query("SELECT 1; SELECT 2")
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.SqlError: db.query takes exactly one SELECT statement
         """
         statements = parse_statements(sql)
         if len(statements) != 1 or not isinstance(statements[0], Query):
             raise SqlError("db.query takes exactly one SELECT statement")
-        return self._query(sql)
-
-    def _query(self, sql: str) -> pl.DataFrame:
-        return query_snapshot(sql, self.catalog.tables, self._views, self._scheduler.at_barrier)
+        return self._runtime.query(sql)
 
     # -- sources ----------------------------------------------------------------
     def create_source(
@@ -298,6 +339,11 @@ class LaminarDB:
     ) -> Source:
         """Define a source from a Polars schema; returns a producer handle.
 
+        ``watermark`` overrides the one in ``config``; ``not_null`` names the
+        columns that refuse nulls.
+
+        Examples
+        --------
         >>> import polars as pl, laminar_polars as lp
         >>> db = lp.open()
         >>> src = db.create_source("quotes", {"symbol": pl.String, "bid": pl.Float64,
@@ -305,83 +351,101 @@ class LaminarDB:
         >>> src.channel
         'spsc'
         """
-        self._add_source(source_definition(name, schema, watermark, config, not_null))
+        self._runtime.add_source(source_definition(name, schema, watermark, config, not_null))
         return self.source(name)
 
-    def _add_source(self, definition: SourceDef) -> None:
-        with self._lock:
-            self._check_open()
-            self.catalog.check_new_relation(definition.name)
-            definition.config.validate()
-            rows = definition.config.buffer_size or self.config.buffer_size
-            check_ring_memory(f"a ring of {rows} rows of source {definition.name!r}", rows,
-                              definition.ring_bytes(rows))
-            check_source_durability(definition.name, definition.config, self.config)
-            ring = make_ring(definition, self.config.buffer_size, self._doorbell)
-            self.catalog.sources[definition.name] = definition
-            self._rings[definition.name] = ring
-            self._scheduler.add_source(definition.name, ring, definition.polars_schema)
-            self._scheduler.use_wait_strategy(
-                [d.config.wait_strategy for d in self.catalog.sources.values()]  # type: ignore[misc]
-            )
-
     def source(self, name: str, record_type: type | None = None) -> Source:
-        """A producer handle of source ``name``; ``record_type`` (a dataclass or
-        NamedTuple) is checked against the schema. A second handle on the same
-        source makes its ring multi-producer, as ``clone()`` does."""
-        definition = self.catalog.source(name)
-        return Source(self._rings[name], definition, record_type)
+        """A producer handle of source ``name``.
+
+        ``record_type`` (a dataclass or NamedTuple) is checked against the
+        schema. A second handle on the same source makes its ring
+        multi-producer, as ``clone()`` does.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> first = db.source("t")
+        >>> first.channel
+        'spsc'
+        >>> second = db.source("t")
+        >>> first.channel
+        'mpsc'
+        """
+        return self._runtime.source(name, record_type)
 
     # -- sinks ----------------------------------------------------------------
     def create_sink(self, name: str, input: str, *, changelog: bool = False) -> Sink:
-        """A sink named ``name`` reading source (or view) ``input``."""
-        self._add_sink(SinkDef(name, input, changelog))
-        return self._sinks[name]
+        """A sink named ``name`` reading source (or view) ``input``.
 
-    def _add_sink(self, definition: SinkDef) -> None:
-        with self._lock:
-            self._check_open()
-            self.catalog.check_new_sink(definition.name)
-            if definition.input not in self.catalog.sources | self.catalog.views:
-                known = sorted(self.catalog.sources | self.catalog.views) or "none"
-                raise CatalogError(f"sink {definition.name!r} reads unknown source or view "
-                                   f"{definition.input!r} (known: {known})")
-            schema = self._relation(definition.input).schema
-            sink = Sink(definition.name, schema, changelog=definition.changelog)
-            feed = SinkFeed(sink)
-            self.catalog.sinks[definition.name] = definition
-            self._sinks[definition.name] = sink
-            self._feeds[definition.name] = feed
-            attach_reader(self._views, self._scheduler, definition.input, feed)
+        ``changelog`` adds an ``op`` column saying whether each row is an
+        ``'insert'`` or an ``'update'`` (of a continuous aggregate's key).
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> sub = db.create_sink("out", "t", changelog=True).subscribe()
+        >>> db.source("t").push((1,))
+        >>> db.stop()
+        >>> sub.recv(timeout=10).rows()
+        [(1, 'insert')]
+        """
+        return self._runtime.add_sink(SinkDef(name, input, changelog))
 
     def sink(self, name: str) -> Sink:
-        """The sink ``name``; a source name gives an implicit sink of the same name."""
-        with self._lock:
-            if name in self._sinks:
-                return self._sinks[name]
-            if name in self.catalog.sources or name in self.catalog.views:
-                self._add_sink(SinkDef(name, name))
-                return self._sinks[name]
-        raise CatalogError(self.catalog.unknown_message("sink", name, self.catalog.sinks))
+        """The sink ``name``; a source or view name gives an implicit sink of the
+        same name reading it.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.sink("t")
+        Sink('t', kind='spsc', closed=False)
+        >>> db.execute("SHOW SINKS")["name"].to_list()
+        ['t']
+        """
+        return self._runtime.sink(name)
 
     # -- DROP / DESCRIBE -----------------------------------------------------
     def drop_sink(self, name: str) -> None:
-        with self._lock:
-            definition = self.catalog.sink(name)
-            detach_reader(self._views, self._scheduler, definition.input, self._feeds.pop(name))
-            del self.catalog.sinks[name]
-            self._sinks.pop(name).close()
+        """Drop sink ``name`` (SQL: ``DROP SINK``); its subscriptions end.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT); CREATE SINK out FROM t")
+        >>> sub = db.sink("out").subscribe()
+        >>> db.drop_sink("out")
+        >>> sub.recv(timeout=10)
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.Closed: sink 'out' is closed
+        """
+        self._runtime.drop_sink(name)
 
     def drop_source(self, name: str) -> None:
-        """Drop a source no sink or view reads; its handles then raise `Closed`."""
-        with self._lock:
-            self.catalog.source(name)
-            readers = self.catalog.readers_of(name)
-            if readers:
-                raise CatalogError(f"source {name!r} is still read by {sorted(readers)}")
-            self._scheduler.remove_source(name)
-            self._rings.pop(name).close()
-            del self.catalog.sources[name]
+        """Drop a source no sink or view reads (SQL: ``DROP SOURCE``); its
+        handles then raise `Closed`.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> src = db.source("t")
+        >>> db.drop_source("t")
+        >>> src.push((1,))
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.Closed: the source is closed; no more rows are accepted
+        """
+        self._runtime.drop_source(name)
 
     def describe(self, name: str) -> pl.DataFrame:
         """Columns of a source, materialized view or registered table (SQL:
@@ -392,24 +456,35 @@ class LaminarDB:
         ``count``). Only a source declares nullability: a view's or table's
         ``nullable`` is null, meaning unknown.
 
+        Examples
+        --------
         >>> import polars as pl, laminar_polars as lp
         >>> db = lp.open()
         >>> db.register_table("fx", pl.DataFrame({"ccy": ["EUR"], "rate": [1.1]}))
         >>> db.describe("fx").rows()
         [('ccy', 'VARCHAR', None, None), ('rate', 'DOUBLE', None, None)]
         """
-        with self._lock:
-            return describe(self.catalog, name)
+        return self._runtime.describe(name)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        """Start processing: results flow as soon as rows arrive."""
-        with self._lock:
-            self._check_open()
-            self._state = "running"
-            self._pid = os.getpid()
-            _STARTED.add(self)
-            self._scheduler.start()
+        """Start processing: results flow as soon as rows arrive.
+
+        Raises `Closed` once the database is stopped.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> sub = db.sink("t").subscribe()
+        >>> db.start()
+        >>> db.source("t").push((1,))
+        >>> sub.recv(timeout=10)["x"].to_list()
+        [1]
+        >>> db.stop()
+        """
+        self._runtime.start()
 
     def stop(self) -> None:
         """Drain everything pushed, end every source's input (closing open
@@ -427,57 +502,33 @@ class LaminarDB:
             it still reached every reader not downstream of the failed view,
             and every subscription ends with `EngineError`. Raised by the
             first ``stop()`` only.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> sub = db.sink("t").subscribe()
+        >>> db.source("t").push((1,))
+        >>> db.stop()
+        >>> sub.recv(timeout=10)["x"].to_list()
+        [1]
+        >>> sub.recv(timeout=10)
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.Closed: sink 't' is closed
+        >>> db.execute("CREATE SOURCE u (x BIGINT)")
+        Traceback (most recent call last):
+        ...
+        laminar_polars.errors.Closed: the database is stopped
         """
-        with self._lock:
-            if self._forked_reason is not None:
-                return  # the parent's engine owns these rows: never drain them here
-            self._state = "stopped"
-            _STARTED.discard(self)
-            for ring in self._rings.values():
-                ring.close()
-            self._scheduler.stop()
-            error = self._scheduler.error
-            for sink in self._sinks.values():
-                sink.close(error=error)  # each was ended by the engine; the first close stays
-            if error is None or self._failure_reported:
-                return
-            self._failure_reported = True
-        raise EngineError(f"the engine failed ({describe_failure(error)})") from error
+        self._runtime.stop()
 
     def __enter__(self) -> LaminarDB:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    @property
-    def _engine_state(self) -> str:
-        if self._forked_reason is not None:
-            return "forked"
-        if self._scheduler.error is not None:
-            return "failed"
-        return self._state
-
-    def _check_open(self) -> None:
-        if self._forked_reason is not None:
-            raise Closed(self._forked_reason)
-        error = self._scheduler.error
-        if error is not None:
-            raise EngineError(f"the engine failed ({describe_failure(error)}); "
-                              "open a new database") from error
-        if self._state == "stopped":
-            raise Closed("the database is stopped")
-
-    def _after_fork_in_child(self) -> None:
-        """This is a copy made by ``fork()`` in the child, where the engine
-        thread does not exist: make every handle fail clearly, never hang."""
-        self._forked_reason = (f"this database was started in process {self._pid} before "
-                               "fork(); open a new database in the child process")
-        # Another thread of the parent may have held these locks at the fork.
-        self._lock = threading.RLock()
-        self._scheduler.after_fork_in_child(self._forked_reason)
-        for sink in self._sinks.values():
-            sink.reset_after_fork(self._forked_reason)
 
     # -- introspection ----------------------------------------------------------
     def topology(self) -> dict[str, Any]:
@@ -486,55 +537,49 @@ class LaminarDB:
         Sources: ``'spsc'`` until a second producer handle exists, then
         ``'mpsc'``. Sinks: ``'spsc'`` with at most one subscription, else
         ``'broadcast'``.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open(lp.Config(buffer_size=1024))
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> producers = db.source("t"), db.source("t")
+        >>> sorted(db.topology())
+        ['sinks', 'sources', 'views']
+        >>> db.topology()["sources"]
+        {'t': {'channel': 'mpsc', 'producers': 2, 'capacity': 1024, 'readers': []}}
         """
-        with self._lock:
-            return topology_of(self.catalog, self._rings, self._views, self._sinks)
+        return self._runtime.topology()
 
     def metrics(self) -> dict[str, Any]:
         """Counters: per source pushed/dropped/late/rejected/pending and its
-        watermark; per sink, each subscription's lag."""
-        with self._lock:
-            engine = {"batches": self._scheduler.batches, "state": self._engine_state}
-            return metrics_of(self._rings, self._views, self._sinks, engine)
+        watermark; per view its rows and watermark; per sink, each
+        subscription's lag; the engine's micro-batches and state.
+
+        Examples
+        --------
+        >>> import laminar_polars as lp
+        >>> db = lp.open()
+        >>> db.execute("CREATE SOURCE t (x BIGINT)")
+        >>> db.source("t").push_batch([(1,), (2,)])
+        >>> db.metrics()["sources"]["t"]["pushed"]
+        2
+        >>> db.metrics()["engine"]
+        {'batches': 0, 'state': 'created'}
+        """
+        return self._runtime.metrics()
 
     def __repr__(self) -> str:
-        return (f"<LaminarDB {self._engine_state}: {len(self.catalog.sources)} sources, "
-                f"{len(self.catalog.sinks)} sinks>")
-
-
-def _shut_down(
-    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink]
-) -> None:
-    """A database was collected (or the interpreter exits): stop its engine.
-
-    Runs on whatever thread the collector ran, the engine's own included, so
-    it never waits: the engine thread drains what the closed rings hold, ends
-    every sink and exits by itself. In a forked child it does nothing.
-    """
-    if scheduler.forked:
-        return
-    for ring in list(rings.values()):
-        if not ring.closed:  # a stopped database's rings keep their reason
-            ring.close(reason="its database is no longer referenced (collected), or the "
-                              "interpreter is exiting")
-    if scheduler.thread is None:  # never started: nothing will end the sinks
-        for sink in list(sinks.values()):
-            sink.close()
-    scheduler.shutdown()
-
-
-def _after_fork_in_child() -> None:
-    for db in list(_STARTED):
-        db._after_fork_in_child()
-    _STARTED.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+        catalog = self._runtime.catalog
+        return (f"<LaminarDB {self._runtime.state}: {len(catalog.sources)} sources, "
+                f"{len(catalog.sinks)} sinks>")
 
 
 def open(config: Config | None = None) -> LaminarDB:
     """Open an in-memory database (`Config` validated, `ConfigError` if invalid).
 
+    Examples
+    --------
     >>> import laminar_polars as lp
     >>> lp.open(lp.Config(buffer_size=1024)).config.buffer_size
     1024

@@ -2,9 +2,9 @@
 channels and its counters.
 
 These build the frames of ``SHOW`` and ``DESCRIBE`` and the dictionaries of
-``db.topology()`` and ``db.metrics()`` from the pieces `LaminarDB` holds; they
-only read, and the database calls them under its lock where the pieces may
-change underneath.
+``db.topology()`` and ``db.metrics()`` from the catalog and the pieces the
+`Runtime` holds; they only read, and the runtime calls them under its lock
+where the pieces may change underneath.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A source's definition becomes a native ring; a sink gets a feed that turns
 micro-batches into what it emits; a reader (a sink's feed or a view) is
 attached to its input, which is either a source (read through the scheduler)
-or a view (read from that view's output). `LaminarDB` owns these pieces and
-calls these functions under its lock.
+or a view (read from that view's output). The `Runtime` owns these pieces
+and calls these functions under its lock.
 """
 
 from __future__ import annotations

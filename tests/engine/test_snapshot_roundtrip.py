@@ -137,8 +137,8 @@ def _run(events: list, seed: int, cut: int | None) -> tuple[dict, dict]:
     if cut is not None:
         feed(db.source("trades"), events[:cut], "mixed", seed)
         _drained(db)
-        views = db._views
-        states = db._scheduler.at_barrier(
+        views = db.runtime.views
+        states = db.runtime.scheduler.at_barrier(
             lambda: {name: view.snapshot() for name, view in views.items()})
         watermark = db.source("trades").ring.watermark
         for name in names:
@@ -147,7 +147,7 @@ def _run(events: list, seed: int, cut: int | None) -> tuple[dict, dict]:
         with tempfile.TemporaryDirectory() as directory:
             states = _through_parquet(states, Path(directory))
         db = _open()
-        for name, view in db._views.items():
+        for name, view in db.runtime.views.items():
             view.restore(states[name])
         if watermark != NO_WATERMARK:
             db.source("trades").watermark(watermark)

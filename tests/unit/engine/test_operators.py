@@ -100,7 +100,7 @@ def _settle(db: lp.LaminarDB, view: str, pushed: int) -> None:
 def _run(spec: WindowSpec, rows: list[tuple], emit: str = "on_window_close") -> pl.DataFrame:
     with lp.open() as db:
         db.execute(TRADES_DDL)
-        plan = WindowAgg(db._relation("trades"), ("symbol",), spec, AGGS, OUT, emit=emit)
+        plan = WindowAgg(db.runtime.relation("trades"), ("symbol",), spec, AGGS, OUT, emit=emit)
         db.create_materialized_view("v", plan)
         sub = db.sink("v").subscribe()
         db.start()
@@ -156,14 +156,14 @@ def test_continuous_aggregate_upserts_and_a_view_stacked_on_windows():
     rows = _trades(2000, 6, spread=50_000)
     with lp.open() as db:
         db.execute(TRADES_DDL)
-        trades = db._relation("trades")
+        trades = db.runtime.relation("trades")
         keyed = KeyedAgg(trades, ("symbol",), AGGS, (pl.col("symbol"), *[pl.col(a.name)
                                                                           for a in AGGS]))
         db.create_materialized_view("totals", keyed)
         bars = WindowAgg(trades, ("symbol",), WindowSpec("tumble", 100_000), AGGS, OUT,
                          time_output="we", time_output_is="end")
         db.create_materialized_view("bars", bars)
-        busy = RowMap(db._relation("bars"), (Step("filter", (pl.col("trades") >= 30,)),))
+        busy = RowMap(db.runtime.relation("bars"), (Step("filter", (pl.col("trades") >= 30,)),))
         db.create_materialized_view("busy", busy)
         upserts = db.create_sink("changes", "totals", changelog=True).subscribe()
         stacked = db.sink("busy").subscribe()
@@ -201,7 +201,7 @@ def test_a_close_whose_rows_were_merged_runs_no_polars_query(monkeypatch):
         aggs = (Agg("high", "max", pl.col("price")), Agg("trades", "count_star"))
         out = (pl.col("symbol"), pl.col(WINDOW_END).alias("we"), pl.col("high"), pl.col("trades"))
         spec = WindowSpec("tumble", 1_000_000, 1_000_000)
-        node = WindowAgg(db._relation("trades"), ("symbol",), spec, aggs, out)
+        node = WindowAgg(db.runtime.relation("trades"), ("symbol",), spec, aggs, out)
     windows = GridWindows(node)
 
     def emit(rows: list[tuple]) -> pl.DataFrame | None:
@@ -245,7 +245,7 @@ def test_metrics_tell_pending_rows_from_merged_state(monkeypatch):
         aggs = (Agg("trades", "count_star"),)
         out = (pl.col("symbol"), pl.col(WINDOW_START).alias("ws"), pl.col("trades"))
         db.create_materialized_view(
-            "v", WindowAgg(db._relation("trades"), ("symbol",), spec, aggs, out))
+            "v", WindowAgg(db.runtime.relation("trades"), ("symbol",), spec, aggs, out))
         db.start()
         source = db.source("trades")
         source.push_batch([(s, 1.0, 1, i) for i, s in enumerate("ABABA")])

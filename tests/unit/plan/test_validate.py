@@ -236,12 +236,12 @@ def test_front_ends_call_the_pass(module, monkeypatch):
 def test_hand_built_plans_are_validated():
     with lp.open() as db:
         db.execute(TRADES_DDL)
-        trades = db._relation("trades")
+        trades = db.runtime.relation("trades")
         with pytest.raises(PlanError, match=r"'on_update' is not supported for session windows"):
             db.create_materialized_view("v", window(trades, WindowSpec("session", 1_000),
                                                     emit="on_update"))
         db.execute("CREATE MATERIALIZED VIEW totals AS SELECT symbol, count(*) AS n FROM trades "
                    "GROUP BY symbol")
         with pytest.raises(PlanError, match=r"^cannot aggregate over 'totals'"):
-            db.create_materialized_view("w", keyed(db._relation("totals")))
+            db.create_materialized_view("w", keyed(db.runtime.relation("totals")))
         assert "v" not in db.catalog.views and "w" not in db.catalog.views
