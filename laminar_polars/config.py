@@ -346,14 +346,14 @@ class Config:
     Every setting takes effect or is refused: ``buffer_size`` is a power of two
     up to 2**31, and a source whose ring would take over half the machine's
     memory is refused; ``core_affinity`` pins the engine thread to that CPU
-    (Linux); ``workers`` must be 1 until partitioned workers are built;
+    (Linux); ``workers`` splits keyed operators across that many threads;
     ``data_dir`` is created when the database opens (durability itself is not
     built yet: it warns and keeps state in memory).
 
-    >>> Config(workers=2).validate()
+    >>> Config(workers=0).validate()
     Traceback (most recent call last):
     ...
-    laminar_polars.errors.ConfigError: workers=2: partitioned workers are not built yet; ...
+    laminar_polars.errors.ConfigError: workers: expected an int >= 1, got 0
     >>> Config(buffer_size=1000).validate()
     Traceback (most recent call last):
     ...
@@ -393,11 +393,6 @@ class Config:
             raise ConfigError("wal_mode requires checkpoint_interval")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"workers: expected an int >= 1, got {self.workers!r}")
-        if self.workers > 1:
-            raise ConfigError(
-                f"workers={self.workers}: partitioned workers are not built yet; one engine "
-                "thread runs every view (use workers=1)"
-            )
         if self.core_affinity is not None:
             _check_core_affinity(self.core_affinity)
         if self.data_dir is not None:

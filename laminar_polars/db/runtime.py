@@ -39,6 +39,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -106,6 +107,10 @@ class Runtime:
         self._feeds: dict[str, SinkFeed] = {}
         self._views: dict[str, View] = {}
         self._scheduler = Scheduler(self._doorbell, cpu=config.core_affinity)
+        # Config.workers > 1: keyed operators split across these threads (the
+        # engine thread hands them their parts and waits; see engine.ops.sharded).
+        self._pool = (ThreadPoolExecutor(config.workers, thread_name_prefix="laminar-worker")
+                      if config.workers > 1 else None)
         self._lock = threading.RLock()
         self._state: EngineState = "created"  # created → running → stopped
         self._failure_reported = False  # stop() raises the engine's failure once
@@ -220,7 +225,8 @@ class Runtime:
             self._check_open()
             self.catalog.check_new_relation(name)
             retention = self.config.retention if retention is None else retention
-            view = compile_view(name, plan, retention, resolve=self._output_of)
+            view = compile_view(name, plan, retention, resolve=self._output_of,
+                                workers=self.config.workers, pool=self._pool)
             for node in view.nodes:  # a failing reader of one of them fails the engine
                 node.on_failure = self._scheduler.fail
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql,
@@ -353,6 +359,8 @@ class Runtime:
             for ring in self._rings.values():
                 ring.close()
             self._scheduler.stop()
+            if self._pool is not None and self._scheduler.ended:  # nothing runs the graph now
+                self._pool.shutdown(wait=False)
             error = self._scheduler.error
             for sink in self._sinks.values():
                 sink.close(error=error)  # each was ended by the engine; the first close stays

@@ -35,7 +35,7 @@ from laminar_polars.engine.ops.sharded import Sharded
 from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.engine.sentinels import NO_WATERMARK
 from laminar_polars.errors import PlanError
-from laminar_polars.plan import KeyedAgg, RowMap, Scan, WindowAgg
+from laminar_polars.plan import WINDOW_END, WINDOW_START, KeyedAgg, RowMap, Scan, WindowAgg
 from laminar_polars.plan import Node as PlanNode
 
 __all__ = ["Node", "Port", "View", "compile_view"]
@@ -301,18 +301,18 @@ def _operator(node: PlanNode, retention: Retention, workers: int,
 
 
 def _order(node: KeyedAgg | WindowAgg) -> list[str]:
-    """The output columns closed windows go out in order of: the window's
-    time column, then the keys (those the output has, by their output names)."""
+    """The output columns closed windows go out in order of, as one operator
+    emits them: the window's start (else its end), then the keys (those the
+    output has, by their output names)."""
     if not isinstance(node, WindowAgg):
         return []
-    names = []
-    if node.time_output is not None:
-        names.append(node.time_output)
+    plain = {}
     for expr in node.output:
         root = expr.meta.undo_aliases()
-        if root.meta.is_column() and root.meta.output_name() in node.keys:
-            names.append(expr.meta.output_name())
-    return names
+        if root.meta.is_column():
+            plain.setdefault(root.meta.output_name(), expr.meta.output_name())
+    bound = plain.get(WINDOW_START, plain.get(WINDOW_END))
+    return [*([bound] if bound else []), *(plain[k] for k in node.keys if k in plain)]
 
 
 def iter_nodes(views: Iterable[View]) -> Iterable[Node]:

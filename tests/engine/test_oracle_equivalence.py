@@ -169,17 +169,12 @@ def test_lazyframe_stacked_on_lazyframe_with_filter(db):
 
 # -- workers -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_more_workers_are_refused_until_built(workers):
-    """Partitioned workers are not built yet: more than one is refused, not ignored
-    (SPEC §2). When they are, this becomes: workers > 1, same answers as below."""
-    with pytest.raises(lp.ConfigError, match="partitioned workers are not built yet"):
-        lp.open(lp.Config(workers=workers))
-
-
-def test_one_worker_runs():
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_workers_give_the_same_answers(workers):
+    """Keyed operators split across `workers` threads answer as one does (more
+    view kinds, and restoring into another number of workers: test_workers.py)."""
     events, kept = events_for("late", 103, n=800, symbols=tuple("ABCDEFGHIJKL"))
-    with lp.open(lp.Config(workers=1)) as db:
+    with lp.open(lp.Config(workers=workers)) as db:
         db.execute(trades_ddl(100))
         db.execute(OHLC_SQL)
         db.execute("CREATE MATERIALIZED VIEW totals AS SELECT symbol, count(*) AS n, "

@@ -15,11 +15,23 @@ NOT_IMPLEMENTED = "durability .* is not implemented yet"
 
 # -- workers ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("workers", [2, 8])
-def test_more_than_one_worker_is_refused(workers):
-    with pytest.raises(lp.ConfigError,
-                       match=f"workers={workers}: partitioned workers are not built yet"):
+@pytest.mark.parametrize("workers", [0, -1, 2.5, True])
+def test_workers_must_be_a_positive_int(workers):
+    with pytest.raises(lp.ConfigError, match="workers: expected an int >= 1"):
         lp.open(lp.Config(workers=workers))
+
+
+def test_workers_take_effect():
+    """Config.workers used to be read by nothing: now keyed operators run as
+    that many copies, on that many threads."""
+    with lp.open(lp.Config(workers=3)) as db:
+        db.execute("CREATE SOURCE t (k BIGINT, ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts);"
+                   "CREATE MATERIALIZED VIEW n AS SELECT k, count(*) AS n FROM t GROUP BY k")
+        [node] = db.runtime.views["n"].nodes
+        assert len(node.operator.shards) == 3
+        db.start()
+        db.source("t").push_batch([(k % 7, k) for k in range(1000)])
+    assert db.query("SELECT sum(n) AS n FROM n")["n"].item() == 1000
 
 
 # -- core_affinity ---------------------------------------------------------------------
