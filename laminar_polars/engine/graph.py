@@ -306,7 +306,7 @@ def _order(node: KeyedAgg | WindowAgg) -> list[str]:
     output has, by their output names)."""
     if not isinstance(node, WindowAgg):
         return []
-    plain = {}
+    plain: dict[str, str] = {}
     for expr in node.output:
         root = expr.meta.undo_aliases()
         if root.meta.is_column():
