@@ -47,7 +47,7 @@ from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.errors import ConfigError, describe_failure
 from laminar_polars.io.arrow import frame_of
 
-__all__ = ["Consumer", "Scheduler", "frame_of"]
+__all__ = ["Consumer", "Scheduler"]
 
 Consumer = Reader  # what the scheduler feeds from a source
 

@@ -7,6 +7,9 @@ pass through unchanged; keeping them costs a reference per batch, and the
 list of batches is concatenated now and then, off the emitting path
 (`settle`).
 
+Durable state: the kept rows (``rows``). Cache: each kept frame's earliest
+event time (for a time retention), recomputed on restore.
+
 Examples
 --------
 >>> import polars as pl

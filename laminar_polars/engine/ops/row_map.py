@@ -2,7 +2,7 @@
 
 Stateless. Upserts keep their insert/update mask through the steps: it rides
 along as a column while Polars runs them (a filter drops a row's mask with the
-row), and is split off again.
+row), and is split off again. No state.
 """
 
 from __future__ import annotations
