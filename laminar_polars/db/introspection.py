@@ -129,7 +129,7 @@ def topology_of(
             for name, ring in rings.items()
         },
         "views": {
-            name: {"input": view.input, "readers": catalog.readers_of(name)}
+            name: {"inputs": view.inputs, "readers": catalog.readers_of(name)}
             for name, view in views.items()
         },
         "sinks": {

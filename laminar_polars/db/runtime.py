@@ -232,7 +232,8 @@ class Runtime:
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql,
                                                retention)
             self._views[name] = view
-            attach_reader(self._views, self._scheduler, view.input, view.first.port(0))
+            for input_name, port in view.entries:
+                attach_reader(self._views, self._scheduler, input_name, port)
 
     def _output_of(self, name: str) -> GraphNode | None:
         view = self._views.get(name)
@@ -248,7 +249,8 @@ class Runtime:
             if readers:
                 raise CatalogError(f"materialized view {name!r} is still read by {sorted(readers)}")
             view = self._views.pop(name)
-            detach_reader(self._views, self._scheduler, view.input, view.first.port(0))
+            for input_name, port in view.entries:
+                detach_reader(self._views, self._scheduler, input_name, port)
             del self.catalog.views[name]
 
     # -- sinks --------------------------------------------------------------------

@@ -49,8 +49,8 @@ class Node:
     """One operator of the graph, its ports' watermarks and its readers.
 
     ``inputs`` has, per port, the node feeding it or the name of the source
-    feeding it. ``rows_in`` counts rows once their batch went all the way
-    through (a reader of metrics sees whole batches).
+    feeding it. ``rows_in`` counts each port's rows once their batch went all
+    the way through (a reader of metrics sees whole batches).
     """
 
     def __init__(self, operator: Operator, schema: pl.Schema, view: str) -> None:
@@ -67,12 +67,16 @@ class Node:
         self.ended_ports = 0
         self.ended = False
         self.end_error: BaseException | None = None
-        self.rows_in = 0
+        self.rows_in = [0] * operator.ports  # per port
         self.rows_out = 0
 
     @property
     def output_watermark(self) -> int:
         return self.operator.output_watermark(self.watermark)
+
+    def rows_in_on(self, port: int) -> int:
+        """Rows taken on ``port``, counted once their batch went all the way through."""
+        return self.rows_in[port]
 
     def port(self, index: int = 0) -> Port:
         return Port(self, index)
@@ -93,7 +97,7 @@ class Node:
         deliver(self.readers, self.nothing if out is None else out, self.output_watermark,
                 self.on_failure)
         self.operator.settle()  # the rows are out: free what they came from
-        self.rows_in += delta.height
+        self.rows_in[port] += delta.height
 
     def add_reader(self, reader: Reader) -> None:
         """Feed ``reader`` from now on; a node that has ended ends it at once."""
@@ -173,29 +177,30 @@ def _concat(first: Delta, second: Delta | None) -> Delta:
 
 
 class View:
-    """A materialized view in the graph: its nodes, first (reading its input)
-    to last (its output); ``history`` keeps an appending view's rows."""
+    """A materialized view in the graph: its nodes (inputs before the nodes
+    reading them, its output last) and its entry ports: for each scan of a
+    source or view, the port of the node that reads it. ``history`` keeps an
+    appending view's rows."""
 
     def __init__(self, name: str, plan: PlanNode, nodes: list[Node],
-                 history: Node | None) -> None:
+                 entries: list[tuple[str, Port]], history: Node | None) -> None:
         self.name = name
         self.plan = plan
         self.nodes = nodes
+        self.entries = entries
         self.history = history
-        self.first = nodes[0]
         self.output = nodes[-1]
 
     @property
-    def input(self) -> str:
-        scan = self.plan
-        while not isinstance(scan, Scan):
-            scan = scan.input
-        return scan.name
+    def inputs(self) -> list[str]:
+        """The sources and views it reads, each once, in plan order."""
+        return list(dict.fromkeys(name for name, _ in self.entries))
 
     # -- metrics -------------------------------------------------------------------
     @property
     def rows_in(self) -> int:
-        return self.first.rows_in
+        """Rows taken from its inputs, counted once their batch went through."""
+        return sum(port.node.rows_in_on(port.index) for _, port in self.entries)
 
     @property
     def rows_out(self) -> int:
@@ -243,43 +248,53 @@ class View:
 def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
                  resolve: Callable[[str], Node | None] = lambda _: None,
                  workers: int = 1, pool: Executor | None = None) -> View:
-    """The nodes of view ``name``: one per plan node above its scan, and a
-    `History` last when the view appends. ``resolve(scan name)`` gives the
-    output node of a view the plan reads (None: a source), to record as the
-    first node's input (the caller wires the edge). Operators grouping by
-    keys are split across ``workers`` copies run on ``pool`` (`Sharded`)."""
-    chain: list[PlanNode] = []
-    node: PlanNode = plan
-    while not isinstance(node, Scan):
-        chain.append(node)
-        node = node.input
-    chain.reverse()
+    """The nodes of view ``name``: one per plan node above its scans (an
+    operator with a port per input), and a `History` last when the view
+    appends. ``resolve(scan name)`` gives the output node of a view the plan
+    reads (None: a source), recorded as the reading node's input; the caller
+    wires each entry port to its source or view. Operators grouping by keys
+    are split across ``workers`` copies run on ``pool`` (`Sharded`)."""
     if retention.time_us is not None and plan.time_column is None and not any(
             isinstance(step, WindowAgg) and step.emit == "on_update" and step.time_output
-            for step in chain):
+            for step in _steps(plan)):
         raise PlanError(f"view {name!r}: a retention by event time needs an event-time column "
                         "in the view's output (e.g. its window start or end); keep rows "
                         "instead (retention = <number of rows>)")
-    upstream: Node | str = resolve(node.name) or node.name
     nodes: list[Node] = []
-    for step in chain:
+    entries: list[tuple[str, Port]] = []
+
+    def build(step: PlanNode) -> Node:
         graph_node = Node(_operator(step, retention, workers, pool), step.schema, name)
-        graph_node.inputs = [upstream]
-        if nodes:
-            nodes[-1].add_reader(graph_node.port(0))
+        for port, child in enumerate(step.inputs):
+            if isinstance(child, Scan):
+                graph_node.inputs.append(resolve(child.name) or child.name)
+                entries.append((child.name, graph_node.port(port)))
+            else:
+                below = build(child)
+                graph_node.inputs.append(below)
+                below.add_reader(graph_node.port(port))
         nodes.append(graph_node)
-        upstream = graph_node
-    history = None
+        return graph_node
+
+    if isinstance(plan, Scan):  # the view is its input as is: a row map without steps
+        build(RowMap(plan, ()))
+    else:
+        build(plan)
     if plan.appends_only:
         history = Node(History(retention, plan.time_column), plan.schema, name)
-        history.inputs = [upstream]
-        if nodes:
-            nodes[-1].add_reader(history.port(0))
+        history.inputs = [nodes[-1]]
+        nodes[-1].add_reader(history.port(0))
         nodes.append(history)
-    if not nodes:  # a view that is its input as is: a row map without steps
-        nodes.append(Node(RowMapOperator(RowMap(plan, ())), plan.schema, name))
-        nodes[0].inputs = [upstream]
-    return View(name, plan, nodes, history)
+        return View(name, plan, nodes, entries, history)
+    return View(name, plan, nodes, entries, None)
+
+
+def _steps(plan: PlanNode) -> Iterable[PlanNode]:
+    """Every node of a plan above its scans."""
+    if not isinstance(plan, Scan):
+        yield plan
+        for child in plan.inputs:
+            yield from _steps(child)
 
 
 def _operator(node: PlanNode, retention: Retention, workers: int,
