@@ -30,7 +30,7 @@ import polars as pl
 
 from laminar_polars.engine.aggregates import collect
 from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.sides import ID, TwoSided, concat, shifted, time_us
+from laminar_polars.engine.ops.sides import ID, TwoSided, concat, joined, shifted, time_us
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 from laminar_polars.plan import EquiJoin
 
@@ -67,31 +67,39 @@ class EquiJoinOperator(TwoSided):
         rows = self.admit(port, delta.rows)
         if not rows.height:
             return None
+        # A new row is matched with the other side's rows, then kept, unless it
+        # is already past where rows are freed (then it is freed at once).
         if port == 0:
             if self.outer:
                 rows = self.numbered(rows)
             pairs = self._pairs(rows, self.right)
             if self.outer:
                 rows = self.marked(rows, pairs)
+            rows, lonely = self._expire_left(rows)
             self.left = concat([self.left, rows])
-        else:
-            pairs = self._pairs(self.left, rows)
-            if self.outer and self.left is not None:
-                self.left = self.marked(self.left, pairs)
-            self.right = concat([self.right, rows])
+            return joined(self.pairs_out(pairs), lonely)
+        pairs = self._pairs(self.left, rows)
+        if self.outer and self.left is not None:
+            self.left = self.marked(self.left, pairs)
+        self.right = concat([self.right, self._unexpired_right(rows)])
         return self.pairs_out(pairs)
 
     def advanced(self, port: int) -> Delta | None:
+        lonely = None
+        if self.left is not None and (self.ttl is not None or port == 1):
+            self.left, lonely = self._expire_left(self.left)
+        if self.right is not None and (self.ttl is not None or port == 0):
+            self.right = self._unexpired_right(self.right)
+        return lonely
+
+    def _cutoffs(self) -> tuple[int, int]:
+        """Left rows before the first, right rows before the second are freed."""
         if self.windowed:
-            if port == 0:
-                self._free_right(self.marks[0])
-                return None
-            return self._free_left(self.marks[1])
-        if self.ttl is not None and self.low != NO_WATERMARK:
+            return self.marks[1], self.marks[0]
+        if self.ttl is not None:
             cutoff = shifted(self.low, -self.ttl)
-            self._free_right(cutoff)
-            return self._free_left(cutoff)
-        return None
+            return cutoff, cutoff
+        return NO_WATERMARK, NO_WATERMARK  # kept for good
 
     def settle(self) -> None:
         for name in ("left", "right"):
@@ -99,28 +107,30 @@ class EquiJoinOperator(TwoSided):
             if rows is not None and rows.n_chunks() > 64:
                 setattr(self, name, rows.rechunk())
 
-    def _free_left(self, before: int) -> Delta | None:
-        """Free the left rows before ``before``; a LEFT join's unmatched ones go out."""
-        time = self.times[0]
-        if self.left is None or time is None:
-            return None
+    def _expire_left(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Delta | None]:
+        """Left ``rows`` still to keep; under LEFT JOIN also the output rows of
+        those freed without a match (laid out by Polars' left join)."""
+        time, before = self.times[0], self._cutoffs()[0]
+        if time is None or before == NO_WATERMARK:
+            return rows, None
         done = time_us(time) < before
-        expired, self.left = self.left.filter(done), self.left.filter(~done)
+        expired, kept = rows.filter(done), rows.filter(~done)
         self.freed[0] += expired.height
         if not self.outer or not expired.height:
-            return None
+            return kept, None
         lonely = self.ended_unmatched(expired)
         if not lonely.height:
-            return None
-        return Delta(collect(self.node.apply(lonely.lazy(), self.right_empty.lazy(), "left")))
+            return kept, None
+        return kept, Delta(collect(self.node.apply(lonely.lazy(), self.right_empty.lazy(),
+                                                    "left")))
 
-    def _free_right(self, before: int) -> None:
-        time = self.times[1]
-        if self.right is None or time is None:
-            return
-        count = self.right.height
-        self.right = self.right.filter(time_us(time) >= before)
-        self.freed[1] += count - self.right.height
+    def _unexpired_right(self, rows: pl.DataFrame) -> pl.DataFrame:
+        time, before = self.times[1], self._cutoffs()[1]
+        if time is None or before == NO_WATERMARK:
+            return rows
+        kept = rows.filter(time_us(time) >= before)
+        self.freed[1] += rows.height - kept.height
+        return kept
 
     def _pairs(self, left: pl.DataFrame | None, right: pl.DataFrame | None
                ) -> pl.DataFrame | None:

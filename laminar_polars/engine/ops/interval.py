@@ -30,7 +30,7 @@ import polars as pl
 
 from laminar_polars.engine.aggregates import collect
 from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.sides import ID, TwoSided, concat, shifted, time_us
+from laminar_polars.engine.ops.sides import ID, TwoSided, concat, joined, shifted, time_us
 from laminar_polars.plan import IntervalJoin
 
 __all__ = ["IntervalJoinOperator"]
@@ -65,45 +65,60 @@ class IntervalJoinOperator(TwoSided):
         rows = self.admit(port, delta.rows)
         if not rows.height:
             return None
+        # A new row is matched with the other side's rows, then kept, unless that
+        # side's watermark already passed its reach (it is freed at once).
         if port == 0:
             if self.outer:
                 rows = self.numbered(rows)
             pairs = self._pairs(rows, self.right)
             if self.outer:
                 rows = self.marked(rows, pairs)
+            rows, lonely = self._expire_left(rows)
             self.left = concat([self.left, rows])
-        else:
-            pairs = self._pairs(self.left, rows)
-            if self.outer and self.left is not None:
-                self.left = self.marked(self.left, pairs)
-            self.right = concat([self.right, rows])
+            return joined(self.pairs_out(pairs), lonely)
+        pairs = self._pairs(self.left, rows)
+        if self.outer and self.left is not None:
+            self.left = self.marked(self.left, pairs)
+        self.right = concat([self.right, self._unexpired_right(rows)])
         return self.pairs_out(pairs)
 
     def advanced(self, port: int) -> Delta | None:
-        node = self.node
-        if port == 1:  # left rows whose interval the right watermark passed
+        if port == 1:
             if self.left is None:
                 return None
-            reach = time_us(node.left_on) + node.upper_us
-            mark = self.marks[1]
-            done = reach <= mark if node.upper_strict else reach < mark
-            expired, self.left = self.left.filter(done), self.left.filter(~done)
-            self.freed[0] += expired.height
-            if not self.outer or not expired.height:
-                return None
-            lonely = self.ended_unmatched(expired)
-            if not lonely.height:
-                return None
-            nulls = [pl.lit(None, dtype).alias(name) for name, dtype in self.right_output.items()]
-            return Delta(lonely.with_columns(nulls))
-        if self.right is not None:  # right rows no left row to come can reach
-            reach = time_us(node.right_on) - node.lower_us
-            mark = self.marks[0]
-            done = reach <= mark if node.lower_strict else reach < mark
-            before = self.right.height
-            self.right = self.right.filter(~done)
-            self.freed[1] += before - self.right.height
+            self.left, lonely = self._expire_left(self.left)
+            return lonely
+        if self.right is not None:
+            self.right = self._unexpired_right(self.right)
         return None
+
+    def _expire_left(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Delta | None]:
+        """Left ``rows`` still to keep: those whose interval the right watermark
+        has not passed; and, under LEFT JOIN, the output rows of those that
+        ended without a match."""
+        node = self.node
+        reach = time_us(node.left_on) + node.upper_us
+        mark = self.marks[1]
+        done = reach <= mark if node.upper_strict else reach < mark
+        expired, kept = rows.filter(done), rows.filter(~done)
+        self.freed[0] += expired.height
+        if not self.outer or not expired.height:
+            return kept, None
+        lonely = self.ended_unmatched(expired)
+        if not lonely.height:
+            return kept, None
+        nulls = [pl.lit(None, dtype).alias(name) for name, dtype in self.right_output.items()]
+        return kept, Delta(lonely.with_columns(nulls))
+
+    def _unexpired_right(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Right ``rows`` a left row still to come can reach (the rest are freed)."""
+        node = self.node
+        reach = time_us(node.right_on) - node.lower_us
+        mark = self.marks[0]
+        done = reach <= mark if node.lower_strict else reach < mark
+        kept = rows.filter(~done)
+        self.freed[1] += rows.height - kept.height
+        return kept
 
     def settle(self) -> None:
         # Frames grow by a chunk per batch; filtering keeps the chunks: gather them now and then.

@@ -31,7 +31,7 @@ import polars as pl
 from laminar_polars.engine.operator import Delta, Operator, Scalar, State
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 
-__all__ = ["ID", "MATCHED", "SIDES", "TwoSided", "concat", "shifted", "time_us"]
+__all__ = ["ID", "MATCHED", "SIDES", "TwoSided", "concat", "joined", "shifted", "time_us"]
 
 SIDES = ("left", "right")
 ID = "__row_id"  # a LEFT join's left rows, numbered to mark the matched ones
@@ -48,6 +48,15 @@ def shifted(watermark: int, delta_us: int) -> int:
     if watermark in (NO_WATERMARK, CLOSED_WATERMARK):
         return watermark
     return max(min(watermark + delta_us, CLOSED_WATERMARK - 1), NO_WATERMARK + 1)
+
+
+def joined(first: Delta | None, second: Delta | None) -> Delta | None:
+    """Two deltas of appended rows with the same columns, one after the other."""
+    if first is None or not first.height:
+        return second
+    if second is None or not second.height:
+        return first
+    return Delta(pl.concat([first.rows, second.rows], how="vertical"))
 
 
 def concat(frames: Sequence[pl.DataFrame | None]) -> pl.DataFrame | None:
@@ -106,7 +115,7 @@ class TwoSided(Operator):
         """``left`` with ``MATCHED`` set on the rows ``pairs`` (which carry ``ID``) hold."""
         if pairs is None or not pairs.height:
             return left
-        return left.with_columns(pl.col(MATCHED) | pl.col(ID).is_in(pairs.get_column(ID)))
+        return left.with_columns(pl.col(MATCHED) | pl.col(ID).is_in(pairs.get_column(ID).implode()))
 
     def pairs_out(self, pairs: pl.DataFrame | None) -> Delta | None:
         """Matched pairs as output rows (counted, the bookkeeping columns dropped)."""
