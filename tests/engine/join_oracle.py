@@ -128,6 +128,17 @@ def make_streams(n: int, seed: int, kind: str = "late", *, trades_delay_us: int 
     return Streams(trade_events, quote_events, order, trades_delay_us, quotes_delay_us)
 
 
+def feed_runs(db: lp.LaminarDB, runs: Sequence[tuple[str, list[Event]]], mode: str,
+              seed: int) -> None:
+    """Push each run of events into its source (`oracle.feed`)."""
+    sources = {"trades": db.source("trades"), "quotes": db.source("quotes")}
+    for i, (name, events) in enumerate(runs):
+        if name == "quotes":
+            feed(sources[name], events, mode, seed + i, arrow_schema=QUOTES_ARROW)
+        else:
+            feed(sources[name], events, mode, seed + i)
+
+
 def run(db: lp.LaminarDB, streams: Streams, mode: str, seed: int, sinks: Sequence[str],
         *, start: bool | None = None) -> dict[str, pl.DataFrame]:
     """Feed both sources in their interleaved order, stop, and return what each
@@ -136,14 +147,7 @@ def run(db: lp.LaminarDB, streams: Streams, mode: str, seed: int, sinks: Sequenc
     schemas = {name: db.sink(name).schema for name in sinks}
     if start if start is not None else seed % 2 == 0:
         db.start()
-    sources = {"trades": db.source("trades"), "quotes": db.source("quotes")}
-    arrow = {"trades": None, "quotes": QUOTES_ARROW}
-    for i, (name, events) in enumerate(streams.runs()):
-        schema = arrow[name]
-        if schema is None:
-            feed(sources[name], events, mode, seed + i)
-        else:
-            feed(sources[name], events, mode, seed + i, arrow_schema=schema)
+    feed_runs(db, streams.runs(), mode, seed)
     db.stop()
     out = {name: read_all(sub) for name, sub in subs.items()}
     return {name: got if got.width else pl.DataFrame(schema=schemas[name])
@@ -160,5 +164,5 @@ def micros(us: int) -> dt.timedelta:
     return dt.timedelta(microseconds=us)
 
 
-__all__ = ["ARRIVAL", "QUOTES_SCHEMA", "Streams", "by_time", "make_streams", "micros",
-           "quotes_ddl", "run", "two_sources_ddl"]
+__all__ = ["ARRIVAL", "QUOTES_SCHEMA", "Streams", "by_time", "feed_runs", "make_streams",
+           "micros", "quotes_ddl", "run", "two_sources_ddl"]

@@ -113,9 +113,10 @@ LAZY_VIEWS = {
 }
 
 
-def _open(workers: int) -> lp.LaminarDB:
+def _open(workers: int, delays: tuple[int, int] = (TRADES_DELAY, QUOTES_DELAY)
+          ) -> lp.LaminarDB:
     db = lp.open(lp.Config(workers=workers))
-    db.execute(two_sources_ddl(TRADES_DELAY, QUOTES_DELAY))
+    db.execute(two_sources_ddl(*delays))
     db.register_table("refs", REFS)
     db.execute(SQL_VIEWS)
     trades, quotes = db.stream("trades"), db.stream("quotes")

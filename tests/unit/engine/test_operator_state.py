@@ -1,13 +1,16 @@
 """Each operator, driven directly, cut mid-stream with its state in every part:
 rows still pending in a window operator, open sessions, distinct pairs, Polars'
 first-row origins, a keyed state with both its cold and hot part, a history
-trimmed by retention. The snapshot goes through Parquet into a fresh operator,
-which must then emit exactly what the uninterrupted one does."""
+trimmed by retention, every join's two sides (a LEFT join's matched marks, an
+ASOF join's pending left rows), split joins restored into another number of
+copies. The snapshot goes through Parquet into a fresh operator, which must
+then emit exactly what the uninterrupted one does."""
 
 from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pytest
@@ -16,15 +19,22 @@ from laminar_polars.config import Retention
 from laminar_polars.engine.keyed_state import KeyedState
 from laminar_polars.engine.operator import Delta, Operator, State
 from laminar_polars.engine.ops import grid
+from laminar_polars.engine.ops.asof import AsofJoinOperator
+from laminar_polars.engine.ops.equi import EquiJoinOperator
 from laminar_polars.engine.ops.grid import GridWindows
 from laminar_polars.engine.ops.history import History
+from laminar_polars.engine.ops.interval import IntervalJoinOperator
 from laminar_polars.engine.ops.keyed import KeyedAggregate
 from laminar_polars.engine.ops.session import SessionWindows
+from laminar_polars.engine.ops.sharded import Sharded
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK
 from laminar_polars.plan import (
     WINDOW_END,
     WINDOW_START,
     Agg,
+    AsofJoin,
+    EquiJoin,
+    IntervalJoin,
     KeyedAgg,
     Scan,
     WindowAgg,
@@ -185,3 +195,120 @@ def test_history(tmp_path, retention):
         return History(retention, "ts")
 
     _round_trip(make, tmp_path, 20, seed=9, contents=True)
+
+
+# -- joins: two inputs, each with its own watermark ------------------------------------
+
+RIGHT_SCHEMA = pl.Schema({"k": pl.String, "w": pl.Int64, "ts": pl.Datetime("us")})
+RIGHT_SCAN = Scan("r", RIGHT_SCHEMA, "ts")
+
+
+def _two_sided(seed: int, n: int = 300) -> list[tuple[int, pl.DataFrame]]:
+    """Batches of a left (port 0) and a right (port 1) input, interleaved at
+    random, each ~1 ms apart and up to 50 ms out of order, on whole
+    milliseconds (equal times are common); keys 'a' and 'b' on both sides, 'c'
+    only left, 'd' only right."""
+    rnd = random.Random(seed)
+    out = []
+    for port, keys, column in ((0, "abc", "v"), (1, "abd", "w")):
+        rows = [(rnd.choice(keys), rnd.randrange(6), (i + rnd.randrange(50)) * 1000)
+                for i in range(n)]
+        i = 0
+        while i < n:
+            size = rnd.randint(1, 30)
+            chunk = pl.DataFrame(rows[i:i + size], schema=["k", column, "ts"], orient="row")
+            out.append((port, chunk.with_columns(pl.col("ts").cast(pl.Datetime("us")))))
+            i += size
+    rnd.shuffle(out)
+    # each input's batches keep their order (the shuffle only interleaves them)
+    ordered: dict[int, list[pl.DataFrame]] = {0: [], 1: []}
+    for port, batch in out:
+        ordered[port].append(batch)
+    merged, taken = [], {0: 0, 1: 0}
+    for port, _ in out:
+        merged.append((port, ordered[port][taken[port]]))
+        taken[port] += 1
+    return merged
+
+
+class _Ports:
+    """What a graph node does around a two-port operator: per-port watermarks
+    (each input's max event time - delay), the minimum, and settle()."""
+
+    def __init__(self, op: Operator, delay_us: int = 100_000) -> None:
+        self.op, self.delay = op, delay_us
+        self.marks = [None, None]
+        self.low = None
+
+    def feed(self, port: int, batch: pl.DataFrame) -> list[pl.DataFrame]:
+        out = [self.op.on_batch(port, Delta(batch))]
+        top = batch["ts"].dt.epoch("us").max() - self.delay
+        if self.marks[port] is None or top > self.marks[port]:
+            self.marks[port] = top
+            out.append(self.op.on_port_watermark(port, top))
+        if None not in self.marks and (self.low is None or min(self.marks) > self.low):
+            self.low = min(self.marks)
+            out.append(self.op.on_watermark(self.low))
+        self.op.settle()
+        return [d.rows for d in out if d is not None and d.height]
+
+    def close(self) -> list[pl.DataFrame]:
+        out = [self.op.on_port_watermark(p, CLOSED_WATERMARK) for p in (0, 1)]
+        out.append(self.op.on_watermark(CLOSED_WATERMARK))
+        self.op.settle()
+        return [d.rows for d in out if d is not None and d.height]
+
+
+def _join_round_trip(make, restore_into, tmp_path, cut: int, seed: int) -> None:
+    batches = _two_sided(seed)
+    whole = _Ports(make())
+    expected = [f for port, b in batches for f in whole.feed(port, b)] + whole.close()
+    first = _Ports(make())
+    got = [f for port, b in batches[:cut] for f in first.feed(port, b)]
+    state = first.op.snapshot()
+    assert state.frames, "nothing to snapshot at the cut"
+    second = _Ports(restore_into())
+    second.op.restore(_through_parquet(state, tmp_path))
+    second.marks, second.low = list(first.marks), first.low  # the node's, restored with it
+    got += [f for port, b in batches[cut:] for f in second.feed(port, b)]
+    got += second.close()
+    assert _sorted(_rows(got)).equals(_sorted(_rows(expected)))
+    assert _rows(expected).height, "the join emitted nothing"
+
+
+JOINS = {
+    "asof": AsofJoin(SCAN, RIGHT_SCAN, "ts", "ts", ("k",), ("k",), tolerance_us=30_000),
+    "asof_inner": AsofJoin(SCAN, RIGHT_SCAN, "ts", "ts", ("k",), ("k",), how="inner"),
+    "asof_global": AsofJoin(SCAN, RIGHT_SCAN, "ts", "ts"),
+    "interval": IntervalJoin(SCAN, RIGHT_SCAN, "ts", "ts", -20_000, 10_000, ("k",), ("k",)),
+    "interval_left": IntervalJoin(SCAN, RIGHT_SCAN, "ts", "ts", -5_000, 5_000, ("k",), ("k",),
+                                  lower_strict=True, how="left"),
+    "interval_no_keys": IntervalJoin(SCAN, RIGHT_SCAN, "ts", "ts", -1_000, 0),
+    "equi": EquiJoin(SCAN, RIGHT_SCAN, ("k", "v"), ("k", "w")),
+    "window": EquiJoin(SCAN, RIGHT_SCAN, ("k", "ts"), ("k", "ts")),
+    "window_left": EquiJoin(SCAN, RIGHT_SCAN, ("k", "v", "ts"), ("k", "w", "ts"), how="left"),
+    "ttl": EquiJoin(SCAN, RIGHT_SCAN, ("k", "v"), ("k", "w"), state_ttl_us=40_000),
+}
+OPERATORS = {AsofJoin: AsofJoinOperator, IntervalJoin: IntervalJoinOperator,
+             EquiJoin: EquiJoinOperator}
+
+
+@pytest.mark.parametrize("cut", [5, 23])
+@pytest.mark.parametrize("name", sorted(JOINS))
+def test_join_operators(tmp_path, name, cut):
+    node = JOINS[name]
+    op = OPERATORS[type(node)]
+    _join_round_trip(lambda: op(node), lambda: op(node), tmp_path, cut, seed=10)
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 1), (1, 3)])
+@pytest.mark.parametrize("name", ["asof", "interval_left", "window_left"])
+def test_split_joins_restore_into_another_number_of_copies(tmp_path, name, before, after):
+    node = JOINS[name]
+    op = OPERATORS[type(node)]
+    keys = {"asof": ("k", "k"), "interval_left": ("k", "k"), "window_left": ("v", "w")}[name]
+    with ThreadPoolExecutor(3) as pool:
+        def split(workers: int):
+            return lambda: Sharded(lambda: op(node), (keys[0],), workers, pool,
+                                   right_keys=(keys[1],))
+        _join_round_trip(split(before), split(after), tmp_path, 17, seed=11)
