@@ -4,8 +4,10 @@
 or a subquery) and joins the relation of each JOIN clause to it, left to
 right. The ON condition is split at its ANDs, and each part is
 
-* an equality of a column of each side → a key; of both sides' event-time
-  columns → the key of a window join;
+* an equality of an expression over each side's columns → a key (one that
+  is not a column is computed first into a hidden column of its side; a
+  table's key must be a column); of both sides' event-time columns → the key
+  of a window join;
 * a comparison of both sides' event-time columns, give or take INTERVALs →
   a time bound: ``t.ts >= q.ts`` and ``t.ts - q.ts <= INTERVAL '5' SECOND``
   (ASOF), ``b.ts BETWEEN a.ts - INTERVAL 'x' AND a.ts + INTERVAL 'y'``
@@ -150,14 +152,13 @@ class _Join:
         self.asof = (join.args.get("method") or "").upper() == "ASOF"
         self.side = (join.args.get("side") or "").upper()
         self.how: JoinHow = "left" if self.side == "LEFT" else "inner"
-        self.nodes = (left.node, right.node)
         self.times = (left.node.time_column, right.node.time_column)
 
     # -- the clause --------------------------------------------------------------------
     def plan(self) -> Relation:
         self._check_clause()
         (alias,) = self.right.columns
-        keys: list[tuple[str, str]] = []
+        found_keys: list[tuple[exp.Expr, exp.Expr]] = []
         bounds: list[tuple[str, int]] = []  # (op, c): right time - left time op c
         filters: tuple[list[exp.Expr], list[exp.Expr]] = ([], [])
         residual: list[exp.Expr] = []
@@ -168,7 +169,7 @@ class _Join:
             elif not sides:
                 residual.append(part)
             elif (key := self._key(part)) is not None:
-                keys.append(key)
+                found_keys.append(key)
             elif (found := self._bounds(part)) is not None:
                 bounds += found
             else:
@@ -183,12 +184,14 @@ class _Join:
             filters[RIGHT].clear()
         left_node = self._filtered(LEFT, filters[LEFT])
         right_node = self._filtered(RIGHT, filters[RIGHT])
+        left_node, right_node, keys = self._keyed(left_node, right_node, found_keys,
+                                                  right_table)
         right_names = {c: c if c not in left_node.schema else f"{c}:{alias}"
-                       for c in self.right.node.schema}
+                       for c in right_node.schema}
         columns = {**self.left.columns, alias: {c: right_names[c0]
                                                 for c, c0 in self.right.columns[alias].items()}}
         joined = pl.Schema({**left_node.schema,
-                            **{right_names[c]: t for c, t in self.right.node.schema.items()}})
+                            **{right_names[c]: t for c, t in right_node.schema.items()}})
         scope = Translator(joined, columns, clause="the ON condition")
         predicates = tuple(condition(scope, part, "ON") for part in residual)
         if residual and self.how == "left":
@@ -206,8 +209,9 @@ class _Join:
                 raise PlanError(f"{self.text}: a lookup join (with table "
                                 f"{self.right.node.name!r}) matches on keys only, not on time")
             self._need_keys(keys, "a lookup join")
-            node = LookupJoin(left_node, self.right.node, None, *self._key_columns(keys),
-                              how=self.how, suffix=suffix, coalesce=False, residual=predicates)
+            node = LookupJoin(left_node, self.right.node, None,
+                              *self._key_columns(keys, left_node, right_node), how=self.how,
+                              suffix=suffix, coalesce=False, residual=predicates)
         elif bounds and not all(op == "=" and c == 0 for op, c in bounds):
             node = self._interval(left_node, right_node, keys, bounds, predicates, suffix)
         else:
@@ -216,7 +220,7 @@ class _Join:
                 assert left_time is not None and right_time is not None
                 keys.append((left_time, right_time))
             self._need_keys(keys, "a join of two streams")
-            left_on, right_on = self._key_columns(keys)
+            left_on, right_on = self._key_columns(keys, left_node, right_node)
             equi = EquiJoin(left_node, right_node, left_on, right_on, how=self.how,
                             suffix=suffix, coalesce=False, residual=predicates)
             node = equi if equi.windowed or self.state_ttl_us is None else dataclasses.replace(
@@ -283,18 +287,48 @@ class _Join:
                                "sides have it; qualify it with its table name or alias")
         return found[0]
 
-    def _key(self, part: exp.Expr) -> tuple[str, str] | None:
-        """(left column, right column) of ``left.x = right.y`` (not both event times)."""
+    def _key(self, part: exp.Expr) -> tuple[exp.Expr, exp.Expr] | None:
+        """(left operand, right operand) of an equality of an expression over
+        each side's columns (not of both event-time columns: a time bound)."""
         if not isinstance(part, exp.EQ):
             return None
         a, b = _unparen(part.this), _unparen(part.expression)
-        if not isinstance(a, exp.Column) or not isinstance(b, exp.Column):
+        side_a = {side for side, _ in self._refs(a)}
+        side_b = {side for side, _ in self._refs(b)}
+        if {frozenset(side_a), frozenset(side_b)} != {frozenset({LEFT}), frozenset({RIGHT})}:
             return None
-        (side_a, col_a), (side_b, col_b) = self._resolve(a), self._resolve(b)
-        if side_a == side_b:
+        left, right = (a, b) if side_a == {LEFT} else (b, a)
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column) and (
+                self._resolve(left)[1], self._resolve(right)[1]) == self.times:
             return None
-        pair = (col_a, col_b) if side_a == LEFT else (col_b, col_a)
-        return None if pair == self.times else pair
+        return left, right
+
+    def _keyed(self, left: Node, right: Node, keys: list[tuple[exp.Expr, exp.Expr]],
+               table: bool) -> tuple[Node, Node, list[tuple[str, str]]]:
+        """The key columns of both sides: a column as it is, an expression
+        computed first into a hidden column of its side."""
+        names: list[tuple[str, str]] = []
+        computed: tuple[list[pl.Expr], list[pl.Expr]] = ([], [])
+        for i, pair in enumerate(keys):
+            columns = []
+            for side, operand in zip((LEFT, RIGHT), pair, strict=True):
+                if isinstance(operand, exp.Column):
+                    columns.append(self._resolve(operand)[1])
+                    continue
+                if table and side == RIGHT:
+                    raise PlanError(f"{self.text}: a table's join key must be one of its "
+                                    f"columns, not {node_text(operand)}")
+                relation = (self.left, self.right)[side]
+                scope = Translator(relation.node.schema, relation.columns, clause="a join key")
+                hidden = f"__join_key{i}"
+                computed[side].append(scope(operand).alias(hidden))
+                columns.append(hidden)
+            names.append((columns[0], columns[1]))
+        if computed[LEFT]:
+            left = add_row_steps(left, [Step("with_columns", tuple(computed[LEFT]))])
+        if computed[RIGHT]:
+            right = add_row_steps(right, [Step("with_columns", tuple(computed[RIGHT]))])
+        return left, right, names
 
     def _bounds(self, part: exp.Expr) -> list[tuple[str, int]] | None:
         """``part`` as bounds on right time - left time, if it compares the two."""
@@ -364,10 +398,11 @@ class _Join:
             raise PlanError(f"{self.text}: {what} needs a key equality in ON "
                             "(left.column = right.column)")
 
-    def _key_columns(self, keys: list[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _key_columns(self, keys: list[tuple[str, str]], left_node: Node, right_node: Node
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        left_schema, right_schema = left_node.schema, right_node.schema
         for left, right in keys:
-            left_type = self.nodes[LEFT].schema[left]
-            right_type = self.nodes[RIGHT].schema[right]
+            left_type, right_type = left_schema[left], right_schema[right]
             if left_type != right_type:
                 raise PlanError(f"{self.text}: join keys {left!r} ({left_type}) and {right!r} "
                                 f"({right_type}) have different types; CAST one of them")
@@ -393,7 +428,7 @@ class _Join:
             if tolerance < 0:
                 raise PlanError(f"{self.text}: an ASOF join's staleness bound must not be "
                                 "negative")
-        left_by, right_by = self._key_columns(keys)
+        left_by, right_by = self._key_columns(keys, left, right)
         hidden = tuple(f"{_BY}{i}" for i in range(len(right_by)))
         steps = []
         if right_by:  # a null key never matches in SQL; Polars' by-groups would match it
@@ -420,7 +455,7 @@ class _Join:
                             "event time, e.g. b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts "
                             "+ INTERVAL '1' SECOND; with one, a row would wait for matches "
                             "forever")
-        left_keys, right_keys = self._key_columns(keys)
+        left_keys, right_keys = self._key_columns(keys, left, right)
         left_time, right_time = self.times
         assert left_time is not None and right_time is not None
         return IntervalJoin(left, right, left_time, right_time, low[0], high[0], left_keys,
