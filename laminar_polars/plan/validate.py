@@ -242,7 +242,7 @@ def _check_join(node: Join) -> None:
                                 f"{_side(child, side)} has none {_EVENT_TIME_HINT}")
             if on != time:
                 raise PlanError(f"an {kind} join matches on the inputs' event-time columns: "
-                                f"{_side(child, side)}'s is {time!r}, not {on!r}")
+                                f"that of {_side(child, side)} is {time!r}, not {on!r}")
     if isinstance(node, AsofJoin):
         if len(node.left_by) != len(node.right_by):
             raise PlanError("an asof join needs as many right 'by' columns as left ones")

@@ -412,6 +412,11 @@ class _Join:
               bounds: list[tuple[str, int]], residual: tuple[pl.Expr, ...],
               suffix: str) -> AsofJoin:
         usage = ("ON t.key = q.key AND t.ts >= q.ts [AND t.ts - q.ts <= INTERVAL '...']")
+        for relation, time in zip((self.left, self.right), self.times, strict=True):
+            if time is None:
+                raise PlanError(f"{self.text}: an ASOF join needs event time on both inputs, "
+                                f"and {relation.label} has none (a source's watermark "
+                                "column, or a view's window column)")
         if residual:
             raise PlanError(f"{self.text}: an ASOF join's ON takes key equalities, the time "
                             f"order and a staleness bound only ({usage})")
