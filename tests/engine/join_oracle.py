@@ -38,6 +38,7 @@ from oracle import (
 )
 
 import laminar_polars as lp
+from laminar_polars.engine.operator import Delta
 
 QUOTES_SCHEMA = pl.Schema({"symbol": pl.String, "bid": pl.Float64, "size": pl.Int64,
                            "ts": pl.Datetime("us")})
@@ -139,16 +140,55 @@ def feed_runs(db: lp.LaminarDB, runs: Sequence[tuple[str, list[Event]]], mode: s
             feed(sources[name], events, mode, seed + i)
 
 
+class WatermarkContract:
+    """Reads a view's output beside its sink and checks the watermark contract
+    every reader relies on: no row is behind the watermark of the batch before
+    it (a stacked window would have closed its window already)."""
+
+    def __init__(self, view: str, time_column: str) -> None:
+        self.view, self.time_column = view, time_column
+        self.watermark: int | None = None
+        self.broken: list[str] = []
+
+    def on_batch(self, delta: Delta, watermark: int) -> None:
+        rows = delta.rows
+        if rows.height and self.watermark is not None:
+            earliest = rows.get_column(self.time_column).cast(pl.Int64).min()
+            if earliest is not None and earliest < self.watermark:  # type: ignore[operator]
+                self.broken.append(f"{self.view}: a row at {earliest} after watermark "
+                                   f"{self.watermark}")
+        self.watermark = watermark if self.watermark is None else max(self.watermark,
+                                                                      watermark)
+
+    def on_end(self, error: BaseException | None = None) -> None:
+        pass
+
+
+def watch_watermarks(db: lp.LaminarDB) -> list[WatermarkContract]:
+    """A `WatermarkContract` on every view with an event-time column."""
+    contracts = []
+    for name, view in db.runtime.views.items():
+        if view.plan.time_column is not None:
+            contract = WatermarkContract(name, view.plan.time_column)
+            view.output.add_reader(contract)
+            contracts.append(contract)
+    return contracts
+
+
 def run(db: lp.LaminarDB, streams: Streams, mode: str, seed: int, sinks: Sequence[str],
         *, start: bool | None = None) -> dict[str, pl.DataFrame]:
     """Feed both sources in their interleaved order, stop, and return what each
-    sink emitted (an empty frame of its schema if nothing)."""
+    sink emitted (an empty frame of its schema if nothing). Every view keeps
+    the watermark contract meanwhile (`WatermarkContract`)."""
+    contracts = watch_watermarks(db)
     subs = {name: db.sink(name).subscribe() for name in sinks}
     schemas = {name: db.sink(name).schema for name in sinks}
     if start if start is not None else seed % 2 == 0:
         db.start()
     feed_runs(db, streams.runs(), mode, seed)
     db.stop()
+    broken = [line for contract in contracts for line in contract.broken]
+    assert not broken, broken
     out = {name: read_all(sub) for name, sub in subs.items()}
     return {name: got if got.width else pl.DataFrame(schema=schemas[name])
             for name, got in out.items()}
@@ -164,5 +204,6 @@ def micros(us: int) -> dt.timedelta:
     return dt.timedelta(microseconds=us)
 
 
-__all__ = ["ARRIVAL", "QUOTES_SCHEMA", "Streams", "by_time", "feed_runs", "make_streams",
-           "micros", "quotes_ddl", "run", "two_sources_ddl"]
+__all__ = ["ARRIVAL", "QUOTES_SCHEMA", "Streams", "WatermarkContract", "by_time", "feed_runs",
+           "make_streams", "micros", "quotes_ddl", "run", "two_sources_ddl",
+           "watch_watermarks"]

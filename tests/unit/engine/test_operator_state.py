@@ -209,7 +209,7 @@ def _two_sided(seed: int, n: int = 300) -> list[tuple[int, pl.DataFrame]]:
     milliseconds (equal times are common); keys 'a' and 'b' on both sides, 'c'
     only left, 'd' only right."""
     rnd = random.Random(seed)
-    out = []
+    batches: dict[int, list[pl.DataFrame]] = {0: [], 1: []}
     for port, keys, column in ((0, "abc", "v"), (1, "abd", "w")):
         rows = [(rnd.choice(keys), rnd.randrange(6), (i + rnd.randrange(50)) * 1000)
                 for i in range(n)]
@@ -217,16 +217,15 @@ def _two_sided(seed: int, n: int = 300) -> list[tuple[int, pl.DataFrame]]:
         while i < n:
             size = rnd.randint(1, 30)
             chunk = pl.DataFrame(rows[i:i + size], schema=["k", column, "ts"], orient="row")
-            out.append((port, chunk.with_columns(pl.col("ts").cast(pl.Datetime("us")))))
+            batches[port].append(chunk.with_columns(pl.col("ts").cast(pl.Datetime("us"))))
             i += size
-    rnd.shuffle(out)
-    # each input's batches keep their order (the shuffle only interleaves them)
-    ordered: dict[int, list[pl.DataFrame]] = {0: [], 1: []}
-    for port, batch in out:
-        ordered[port].append(batch)
-    merged, taken = [], {0: 0, 1: 0}
-    for port, _ in out:
-        merged.append((port, ordered[port][taken[port]]))
+    # interleaved at random, each input's batches in their order
+    ports = [0] * len(batches[0]) + [1] * len(batches[1])
+    rnd.shuffle(ports)
+    taken = {0: 0, 1: 0}
+    merged = []
+    for port in ports:
+        merged.append((port, batches[port][taken[port]]))
         taken[port] += 1
     return merged
 
@@ -274,6 +273,8 @@ def _join_round_trip(make, restore_into, tmp_path, cut: int, seed: int) -> None:
     got += second.close()
     assert _sorted(_rows(got)).equals(_sorted(_rows(expected)))
     assert _rows(expected).height, "the join emitted nothing"
+    late = {k: v for k, v in whole.op.counters.items() if k.endswith("_late")}
+    assert not any(late.values()), f"the test's rows are on time: {late}"
 
 
 JOINS = {
@@ -312,3 +313,21 @@ def test_split_joins_restore_into_another_number_of_copies(tmp_path, name, befor
             return lambda: Sharded(lambda: op(node), (keys[0],), workers, pool,
                                    right_keys=(keys[1],))
         _join_round_trip(split(before), split(after), tmp_path, 17, seed=11)
+
+
+def test_a_split_join_repartitions_each_side_by_its_own_keys(tmp_path):
+    """The right side's rows are split by the right keys, whatever they are
+    called, so they meet the left rows of the same key in the same copy."""
+    node = EquiJoin(SCAN, RIGHT_SCAN, ("v",), ("w",))
+    right = pl.DataFrame({"k": ["r"] * 30, "w": list(range(30)), "ts": [0] * 30},
+                         schema=RIGHT_SCHEMA)
+    left = pl.DataFrame({"k": ["l"] * 30, "v": list(range(30)), "ts": [1] * 30},
+                        schema=SCHEMA)
+    with ThreadPoolExecutor(3) as pool:
+        one = Sharded(lambda: EquiJoinOperator(node), ("v",), 1, pool, right_keys=("w",))
+        one.on_batch(1, Delta(right))
+        three = Sharded(lambda: EquiJoinOperator(node), ("v",), 3, pool, right_keys=("w",))
+        three.restore(_through_parquet(one.snapshot(), tmp_path))
+        assert sum(bool(shard.counters["right_state_rows"]) for shard in three.shards) > 1
+        out = three.on_batch(0, Delta(left))
+    assert out is not None and sorted(out.rows["v"].to_list()) == list(range(30))
