@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import polars as pl
 
@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 JoinHow = Literal["inner", "left"]
+# A join's Polars call runs on frames or lazy frames alike (eager saves the
+# engine the planning of a small query per batch).
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 # Marks the right rows in an ASOF join's Polars call: null where a left row found none.
 ASOF_MATCHED = "__asof_matched"
@@ -102,8 +105,7 @@ class AsofJoin:
     def inputs(self) -> tuple[Node, ...]:
         return (self.left, self.right)
 
-    def apply(self, left: pl.LazyFrame, right: pl.LazyFrame, *,
-              marked: bool = False) -> pl.LazyFrame:
+    def apply(self, left: Frame, right: Frame, *, marked: bool = False) -> Frame:
         """The join as Polars computes it (each side sorted by its time column).
 
         ``marked`` keeps every left row and the `ASOF_MATCHED` column (True

@@ -436,9 +436,8 @@ class _Join:
         left_by, right_by = self._key_columns(keys, left, right)
         hidden = tuple(f"{_BY}{i}" for i in range(len(right_by)))
         steps = []
-        if right_by:  # a null key never matches in SQL; Polars' by-groups would match it
-            steps = [Step("filter", tuple(pl.col(k).is_not_null() for k in right_by)),
-                     Step("with_columns", tuple(pl.col(k).alias(h)
+        if right_by:  # (a null key matches nothing in Polars' by-groups, as in SQL)
+            steps = [Step("with_columns", tuple(pl.col(k).alias(h)
                                                 for k, h in zip(right_by, hidden, strict=True)))]
         left_time, right_time = self.times
         assert left_time is not None and right_time is not None

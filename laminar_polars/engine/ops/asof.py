@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from laminar_polars.engine.aggregates import collect
 from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.sides import TwoSided, concat, time_us
+from laminar_polars.engine.ops.sides import TwoSided, concat, split_by_time, time_us
 from laminar_polars.engine.sentinels import NO_WATERMARK
 from laminar_polars.plan import ASOF_MATCHED, AsofJoin
 
@@ -59,19 +58,14 @@ class AsofJoinOperator(TwoSided):
         if port == 1:
             self.fresh = [*self.fresh, rows]
             return None
-        final = time_us(self.node.left_on) < self.marks[1]
-        if self.marks[1] != NO_WATERMARK:
-            ready, rows = rows.filter(final), rows.filter(~final)
-            self.pending = concat([self.pending, rows])
-            return self._emit(ready)
+        ready, rows = split_by_time(rows, self.node.left_on, self.marks[1])
         self.pending = concat([self.pending, rows])
-        return None
+        return self._emit(ready)
 
     def advanced(self, port: int) -> Delta | None:
         if port == 0 or self.pending is None or not self.pending.height:
             return None
-        final = time_us(self.node.left_on) < self.marks[1]
-        ready, self.pending = self.pending.filter(final), self.pending.filter(~final)
+        ready, self.pending = split_by_time(self.pending, self.node.left_on, self.marks[1])
         self.freed[0] += ready.height  # they go out now, and leave the state
         return self._emit(ready)
 
@@ -83,17 +77,16 @@ class AsofJoinOperator(TwoSided):
         if not ready.height:
             return None
         right = self._merged()
-        right_rows = right.lazy() if right is not None else pl.LazyFrame(
-            schema=self.node.right.schema)
-        left = ready.lazy().sort(self.node.left_on, maintain_order=True)
-        out = collect(self.node.apply(left, right_rows, marked=True))
-        found = out.get_column(ASOF_MATCHED).is_not_null()
-        matched = int(found.sum())
-        self.matches += matched
-        if self.node.how == "inner":
-            out = out.filter(found)
-        else:
-            self.unmatched += out.height - matched
+        right_rows = right if right is not None else pl.DataFrame(schema=self.node.right.schema)
+        # Left rows of equal times take the same match: their order does not matter.
+        left = ready.sort(self.node.left_on)
+        out = self.node.apply(left, right_rows, marked=True)
+        lonely = out.get_column(ASOF_MATCHED).null_count()
+        self.matches += out.height - lonely
+        if self.node.how == "inner" and lonely:
+            out = out.filter(pl.col(ASOF_MATCHED).is_not_null())
+        elif self.node.how == "left":
+            self.unmatched += lonely
         return Delta(out.drop(ASOF_MATCHED)) if out.height else None
 
     def _merged(self) -> pl.DataFrame | None:

@@ -14,11 +14,15 @@ The output's event time is the left row's, and a pair can still be made of a
 kept left row as old as the right watermark minus ``upper``: the output
 watermark is the smaller of that and the left watermark.
 
-Matching is Polars': with keys, two ``join_asof`` calls find, for each left
-row, the first and the last right row of its key within the interval (the
-right rows sorted by key, then time), and the pairs are those ranges,
-exploded and gathered; the output is laid out as ``join_where``'s. Without
-keys, ``join_where`` itself (Polars' sort-based inequality join).
+Matching is Polars': two ``join_asof`` calls find, for each left row, the
+first and the last right row of its key within the interval (the right rows
+sorted by key, then time), and the pairs are those ranges, exploded and
+gathered; the output is laid out as ``join_where``'s. (Without keys this is
+some 2x faster here than ``join_where``'s own inequality join.) A large
+batch is matched in slices of `SLICE_ROWS` rows by time, each against the
+kept rows of the other side within its reach only (found by binary search in
+them, sorted by time): the cost of a match grows with the batch, not with
+the square of a large micro-batch.
 
 Durable state: ``left`` and ``right`` (the kept rows; a LEFT join's left rows
 with their ID and whether they matched), both sides' watermarks.
@@ -34,6 +38,9 @@ from laminar_polars.engine.ops.sides import ID, TwoSided, concat, joined, shifte
 from laminar_polars.plan import IntervalJoin
 
 __all__ = ["IntervalJoinOperator"]
+
+# Batches are matched in slices of at most this many rows (see the module docstring).
+SLICE_ROWS = 1 << 16
 
 _LEFT_ROW, _RIGHT_ROW = "__left_row", "__right_row"
 _LOW, _HIGH, _TIME = "__low", "__high", "__time"
@@ -70,13 +77,13 @@ class IntervalJoinOperator(TwoSided):
         if port == 0:
             if self.outer:
                 rows = self.numbered(rows)
-            pairs = self._pairs(rows, self.right)
+            pairs = self._sliced(rows, self.right, 0)
             if self.outer:
                 rows = self.marked(rows, pairs)
             rows, lonely = self._expire_left(rows)
             self.left = concat([self.left, rows])
             return joined(self.pairs_out(pairs), lonely)
-        pairs = self._pairs(self.left, rows)
+        pairs = self._sliced(rows, self.left, 1)
         if self.outer and self.left is not None:
             self.left = self.marked(self.left, pairs)
         self.right = concat([self.right, self._unexpired_right(rows)])
@@ -128,6 +135,39 @@ class IntervalJoinOperator(TwoSided):
                 setattr(self, name, rows.rechunk())
 
     # -- matching --------------------------------------------------------------------
+    def _sliced(self, rows: pl.DataFrame, kept: pl.DataFrame | None, port: int
+                ) -> pl.DataFrame | None:
+        """The pairs of new ``rows`` (arrived on ``port``) with the other side's
+        ``kept`` rows: slice by slice of the rows in time order, each with the
+        kept rows within its reach."""
+        if kept is None or not kept.height or not rows.height:
+            return None
+        node = self.node
+        if rows.height <= SLICE_ROWS:
+            return self._pairs(rows, kept) if port == 0 else self._pairs(kept, rows)
+        time, other = (node.left_on, node.right_on) if port == 0 else (node.right_on,
+                                                                        node.left_on)
+        # Reach on the other side's time: right time within [left + lower, left + upper].
+        low, high = (node.lower_us, node.upper_us) if port == 0 else (-node.upper_us,
+                                                                       -node.lower_us)
+        rows = rows.sort(time)
+        kept = kept.sort(other)
+        kept_times = kept.get_column(other).cast(pl.Int64)
+        found = []
+        for first in range(0, rows.height, SLICE_ROWS):
+            part = rows.slice(first, SLICE_ROWS)
+            times = part.get_column(time).cast(pl.Int64)
+            earliest, latest = times.min(), times.max()
+            assert isinstance(earliest, int) and isinstance(latest, int)
+            start = int(kept_times.search_sorted(earliest + low, side="left"))
+            end = int(kept_times.search_sorted(latest + high, side="right"))
+            reach = kept.slice(start, end - start)
+            if reach.height:
+                pairs = self._pairs(part, reach) if port == 0 else self._pairs(reach, part)
+                if pairs is not None and pairs.height:
+                    found.append(pairs)
+        return pl.concat(found) if found else None
+
     def _pairs(self, left: pl.DataFrame | None, right: pl.DataFrame | None
                ) -> pl.DataFrame | None:
         """Every matching pair of a row of ``left`` and one of ``right``, laid
@@ -135,18 +175,14 @@ class IntervalJoinOperator(TwoSided):
         if left is None or right is None or not left.height or not right.height:
             return None
         node = self.node
-        if node.left_keys:
-            pairs = self._ranges(left, right)
-        else:
-            renamed = right.lazy().rename(self.renamed)
-            pairs = collect(left.lazy().join_where(renamed, *node.predicates()))
+        pairs = self._ranges(left, right)
         if node.residual:
             pairs = pairs.filter(*node.residual)
         return pairs
 
     def _ranges(self, left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
-        """The pairs, by key: for each left row the range of right rows (sorted
-        by key, then time) of its key within its interval."""
+        """The pairs: for each left row the range of right rows (sorted by key,
+        then time) of its key within its interval."""
         node = self.node
         keys = [f"__key{i}" for i in range(len(node.left_keys))]
         present = [pl.col(c).is_not_null() for c in (*node.left_keys, node.left_on)]
@@ -161,10 +197,10 @@ class IntervalJoinOperator(TwoSided):
             (time_us(node.left_on) + node.lower_us).alias(_LOW),
             (time_us(node.left_on) + node.upper_us).alias(_HIGH)).with_row_index(_LEFT_ROW)
         first = probes.sort(_LOW).join_asof(
-            targets, left_on=_LOW, right_on=_TIME, by=keys, strategy="forward",
+            targets, left_on=_LOW, right_on=_TIME, by=keys or None, strategy="forward",
             allow_exact_matches=not node.lower_strict, check_sortedness=False)
         last = probes.sort(_HIGH).join_asof(
-            targets, left_on=_HIGH, right_on=_TIME, by=keys, strategy="backward",
+            targets, left_on=_HIGH, right_on=_TIME, by=keys or None, strategy="backward",
             allow_exact_matches=not node.upper_strict, check_sortedness=False)
         spans = collect(
             first.select(_LEFT_ROW, pl.col(_RIGHT_ROW).alias(_FIRST))

@@ -31,7 +31,8 @@ import polars as pl
 from laminar_polars.engine.operator import Delta, Operator, Scalar, State
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 
-__all__ = ["ID", "MATCHED", "SIDES", "TwoSided", "concat", "joined", "shifted", "time_us"]
+__all__ = ["ID", "MATCHED", "SIDES", "TwoSided", "concat", "joined", "shifted",
+           "split_by_time", "time_us"]
 
 SIDES = ("left", "right")
 ID = "__row_id"  # a LEFT join's left rows, numbered to mark the matched ones
@@ -41,6 +42,20 @@ MATCHED = "__row_matched"  # ... and whether each has matched yet
 def time_us(column: str) -> pl.Expr:
     """An event-time column as integer microseconds (``Datetime('us')`` as is)."""
     return pl.col(column).cast(pl.Int64)
+
+
+def split_by_time(rows: pl.DataFrame, column: str, before: int
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows whose time is before ``before``, the others), copying nothing when
+    all fall on one side (the common case: a batch is wholly on time)."""
+    times = rows.get_column(column).cast(pl.Int64)
+    earliest, latest = times.min(), times.max()
+    if not rows.height or (isinstance(earliest, int) and earliest >= before):
+        return rows.clear(), rows
+    if isinstance(latest, int) and latest < before:
+        return rows, rows.clear()
+    early = times < before
+    return rows.filter(early), rows.filter(~early)
 
 
 def shifted(watermark: int, delta_us: int) -> int:
@@ -137,8 +152,8 @@ class TwoSided(Operator):
         time, mark = self.times[port], self.marks[port]
         if time is None or mark == NO_WATERMARK:
             return rows
-        kept = rows.filter(time_us(time) >= mark)
-        self.late[port] += rows.height - kept.height
+        late, kept = split_by_time(rows, time, mark)
+        self.late[port] += late.height
         return kept
 
     def on_port_watermark(self, port: int, watermark: int) -> Delta | None:
