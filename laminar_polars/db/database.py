@@ -499,17 +499,17 @@ class LaminarDB:
         --------
         >>> import tempfile, laminar_polars as lp
         >>> state = tempfile.mkdtemp()
+        >>> setup = ("CREATE SOURCE t (k VARCHAR, x BIGINT);"
+        ...          "CREATE MATERIALIZED VIEW total AS SELECT k, sum(x) AS x FROM t GROUP BY k")
         >>> db = lp.open(lp.Config(data_dir=state))
-        >>> db.execute("CREATE SOURCE t (k VARCHAR, x BIGINT);"
-        ...            "CREATE MATERIALIZED VIEW total AS SELECT k, sum(x) AS x FROM t GROUP BY k")
+        >>> db.execute(setup)
         >>> db.start()
         >>> db.source("t").push_batch([("a", 1), ("a", 2)])
         >>> db.checkpoint()
         1
         >>> db.stop()
-        >>> again = lp.open(lp.Config(data_dir=state))  # a restart: same setup
-        >>> again.execute("CREATE SOURCE t (k VARCHAR, x BIGINT);"
-        ...               "CREATE MATERIALIZED VIEW total AS SELECT k, sum(x) AS x FROM t GROUP BY k")
+        >>> again = lp.open(lp.Config(data_dir=state))  # a restart: the same setup
+        >>> again.execute(setup)
         >>> again.start()
         >>> again.query("SELECT k, x FROM total").rows()
         [('a', 3)]
