@@ -83,6 +83,7 @@ class Durability:
         self.checkpoints = checkpoints_dir(self.data_dir)
         self.wal = wal_dir(self.data_dir)
         self.writer: WalWriter | None = None
+        self._counted: WalWriter | None = None  # this run's writer, kept for metrics after close
         self.base: dict[str, int] = {}  # each source's position when this run began
         self.finite: dict[str, int] = {}  # each source's last watermark short of +inf
         self.logged: set[str] = set()  # sources whose rows go to the log
@@ -141,6 +142,7 @@ class Durability:
             self.writer = WalWriter(self.wal, (numbers[-1] + 1) if numbers else 1, sync,
                                     dict(positions))
             self.writer.segment_ends.update(segment_ends)
+            self._counted = self.writer
 
     def _newest_checkpoint(self) -> Checkpoint | None:
         ids = complete_ids(self.checkpoints)
@@ -300,7 +302,7 @@ class Durability:
 
     def metrics(self) -> dict[str, Any]:
         last = self.last
-        writer = self.writer
+        writer = self._counted
         return {
             "last_checkpoint": None if last is None else last.id,
             "last_checkpoint_time": None if last is None else last.created,
