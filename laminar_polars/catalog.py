@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from laminar_polars import _html
 from laminar_polars.config import UNBOUNDED, Retention, SourceConfig, Watermark
 from laminar_polars.errors import CatalogError, SchemaError
 
@@ -202,6 +203,18 @@ class ViewDef:
     inputs: tuple[str, ...]
     sql: str | None = None
     retention: Retention = UNBOUNDED
+
+    def _repr_html_(self) -> str:
+        """The notebook view: what the view reads, its plan's kind, its columns
+        and the SQL that defined it."""
+        emit = getattr(self.plan, "emit", None)
+        kind = type(self.plan).__name__ + (f", emit {emit}" if emit else "")
+        columns = ", ".join(f"{name} {dtype}" for name, dtype in self.plan.schema.items())
+        parts = [f"<div>{_html.escape(columns)}</div>"]
+        if self.sql:
+            parts.append(f'<pre style="margin:2px 0">{_html.escape(self.sql)}</pre>')
+        return _html.block(f"materialized view {self.name}", parts,
+                           f"reads {', '.join(self.inputs)} · {kind}")
 
 
 @dataclasses.dataclass(frozen=True)
