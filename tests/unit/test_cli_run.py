@@ -12,6 +12,8 @@ import datetime as dt
 import io
 import os
 import pathlib
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -352,3 +354,31 @@ def test_a_failed_engine_exits_1_and_writes_no_output(tmp_path):
     assert code == 1
     assert len(err.splitlines()) == 1 and "engine" in err
     assert not (tmp_path / "v.parquet").exists()
+
+
+def with_late_flags(trades: pl.DataFrame, delay_us: int) -> pl.DataFrame:
+    """The rows in push order with ``arrival`` and the source's ``late`` rule applied."""
+    micros = pl.col("ts").dt.epoch("us")
+    return trades.with_row_index("arrival").with_columns(
+        late=(micros < micros.cum_max().shift(1) - delay_us).fill_null(False))
+
+
+def test_the_readme_backtest_runs(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("Replay a file through the same pipeline")[1]
+    commands = block.split("```bash\n")[1].split("```")[0].strip().splitlines()
+    assert [c.split()[0] for c in commands] == ["python", "laminar-polars"]
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for command in commands:
+        argv = shlex.split(command)
+        argv[:1] = [sys.executable] if argv[0] == "python" else [sys.executable, "-m",
+                                                                  "laminar_polars"]
+        result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("# done: 2,000,000 rows in ")
+    trades = with_late_flags(pl.read_parquet(tmp_path / "trades.parquet"), 100_000)
+    assert_same_rows(pl.read_parquet(tmp_path / "bars.parquet"),
+                     reference_bars(trades, "1s"), ["window_start", "symbol"])
