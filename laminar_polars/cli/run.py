@@ -149,6 +149,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"laminar-polars run: warning: {warning.message}\n")
 
     writers: dict[str, FileWriter] = {}
+    progress: _Progress | None = None
     try:
         replay = Replay(db, inputs, speed=args.speed, batch_rows=args.batch_rows)
         catalog = db.catalog
@@ -195,6 +196,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         progress.done(writers)
         return 0
     finally:
+        if progress is not None:
+            progress.clear()  # an error or ^C is not written after the bar, on its line
         for writer in writers.values():
             writer.discard()  # a no-op for a writer already closed
         try:
@@ -230,6 +233,7 @@ class _Progress:
         self.start = time.monotonic()
         self.next_show = self.start + (0.1 if self.tty else 1.0)
         self.shown = ""  # the text now on the terminal's last line
+        self.drawn = False  # shown at least once
 
     def text(self) -> str:
         rows = self.replay.rows
@@ -247,8 +251,11 @@ class _Progress:
 
     def show(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not self.enabled or (now < self.next_show and not force):
+        # taken off the terminal for rows printed since: put back at once
+        cleared = self.tty and self.drawn and not self.shown
+        if not self.enabled or (now < self.next_show and not force and not cleared):
             return
+        self.drawn = True
         self.next_show = now + (0.1 if self.tty else 1.0)
         self.clear()
         if self.tty:

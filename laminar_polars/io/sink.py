@@ -49,6 +49,7 @@ import polars as pl
 import pyarrow as pa
 
 from laminar_polars import _html
+from laminar_polars.catalog import type_text
 from laminar_polars.errors import (
     Closed,
     ConfigError,
@@ -163,10 +164,10 @@ class Sink:
         """The notebook view: columns, kind, and each subscription's lag.
 
         >>> sink = Sink("out", pl.Schema({"v": pl.Int64}))
-        >>> "v Int64" in sink._repr_html_()
+        >>> "v BIGINT" in sink._repr_html_()
         True
         """
-        columns = ", ".join(f"{name} {dtype}" for name, dtype in self.schema.items())
+        columns = ", ".join(f"{name} {type_text(dtype)}" for name, dtype in self.schema.items())
         state = "closed" if self._closed else self.kind
         rows = [[q["id"], q["lag_rows"], q["rows_delivered"], q["dropped_rows"]]
                 for q in self.metrics()]

@@ -181,7 +181,7 @@ def test_html_reprs():
     assert "running" in second and "2024-01-02 09:30:02.500" in second  # the watermark
     assert ">6<" in second  # rows pushed, and a rate since the previous repr
     sink = db.sink("bar_sink")._repr_html_()
-    assert "sink bar_sink" in sink and "window_start Datetime" in sink and ">4<" in sink
+    assert "sink bar_sink" in sink and "window_start TIMESTAMP" in sink and ">4<" in sink
     view = db.catalog.views["bars"]._repr_html_()
     assert "reads trades" in view and "WindowAgg" in view and "TUMBLE" in view
     db.stop()
