@@ -1,6 +1,6 @@
 """``laminar-polars demo``: live OHLC bars over a synthetic trade feed.
 
-``laminar-polars demo`` runs the OHLC pipeline of docs/sql.md on a synthetic trade feed
+``laminar-polars demo`` runs the OHLC pipeline of examples/ohlc.sql on a synthetic trade feed
 and prints each bar as its window closes, with a progress line. Event time is
 simulated: the feed's clock runs ``--speed`` times faster than the wall clock,
 so with the defaults (1 s bars, speed 2, 1,000 trades per simulated second)

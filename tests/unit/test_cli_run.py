@@ -382,3 +382,16 @@ def test_the_readme_backtest_runs(tmp_path):
     trades = with_late_flags(pl.read_parquet(tmp_path / "trades.parquet"), 100_000)
     assert_same_rows(pl.read_parquet(tmp_path / "bars.parquet"),
                      reference_bars(trades, "1s"), ["window_start", "symbol"])
+
+
+def test_examples_ohlc_sql_is_the_demo_pipeline():
+    """README says the demo runs examples/ohlc.sql (with the demo's defaults)."""
+    from laminar_polars.cli import demo
+
+    ours, the_demo = lp.open(), lp.open()
+    ours.execute((REPO / "examples" / "ohlc.sql").read_text())
+    the_demo.execute(demo.SOURCE_DDL.format(delay_ms=100) + ";" + demo.VIEW_SQL.format(
+        interval=demo.sql_interval(dt.timedelta(seconds=1))))
+    for name in ("trades", "ohlc"):
+        assert ours.describe(name).equals(the_demo.describe(name))
+    assert ours.catalog.views["ohlc"].sql == the_demo.catalog.views["ohlc"].sql
