@@ -72,6 +72,9 @@ DEFAULT_BATCH_ROWS = 65_536
 KEY = "__lp_event_key"  # the merge key column, dropped before a push
 # How long a paced replay sleeps at most before calling `tick` again.
 TICK_SECONDS = 0.05
+# The clock pacing reads and sleeps on (the tests put a fake one here).
+_monotonic = time.monotonic
+_sleep = time.sleep
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -307,10 +310,10 @@ class Replay:
         per_second = self.speed * 1_000_000  # event-time microseconds per wall second
         for pieces in rounds:
             if start is None:
-                start = time.monotonic()
+                start = _monotonic()
                 first_key = min(int(frame[KEY][0]) for _, frame in pieces)
             while pieces:
-                due = first_key + (time.monotonic() - start) * per_second
+                due = first_key + (_monotonic() - start) * per_second
                 waiting = []
                 for source, frame in pieces:
                     cut = int(frame[KEY].search_sorted(due, side="right"))
@@ -321,9 +324,9 @@ class Replay:
                 pieces = waiting
                 if pieces:
                     next_key = min(int(frame[KEY][0]) for _, frame in pieces)
-                    wait = start + (next_key - first_key) / per_second - time.monotonic()
+                    wait = start + (next_key - first_key) / per_second - _monotonic()
                     tick()
-                    time.sleep(min(max(wait, 0.0), TICK_SECONDS))
+                    _sleep(min(max(wait, 0.0), TICK_SECONDS))
 
     def _source(self, name: str) -> Source:
         # One handle per source: a second handle would make its ring multi-producer.

@@ -212,7 +212,7 @@ def test_two_sources_advance_together(tmp_path):
 
 
 class FakeClock:
-    """time.monotonic and time.sleep for backtest: sleeping moves the clock."""
+    """The clock of a paced replay: sleeping moves it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -226,8 +226,8 @@ class FakeClock:
 
 def test_speed_paces_event_time_against_the_clock(tmp_path, monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(backtest.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(backtest.time, "sleep", clock.sleep)
+    monkeypatch.setattr(backtest, "_monotonic", clock.monotonic)  # pacing's clock only
+    monkeypatch.setattr(backtest, "_sleep", clock.sleep)
     trades = trades_frame(2000, late_fraction=0.0)  # 1 s of event time at 2000 rows/s
     db = lp.open()
     db.execute(PIPELINE)
