@@ -489,9 +489,46 @@ class LaminarDB:
         """
         self._runtime.start()
 
+    def checkpoint(self) -> int | None:
+        """Take a checkpoint now (with a ``data_dir``) and return its id.
+
+        The views' states are taken between two micro-batches and written as
+        Parquet files once the write-ahead log covers them; the newest
+        ``Config.keep_checkpoints`` are kept. Returns None without a
+        ``data_dir``, or when nothing changed since the last checkpoint.
+        Raises `Closed` before `start` (which recovers the durable state).
+
+        Examples
+        --------
+        >>> import tempfile, laminar_polars as lp
+        >>> state = tempfile.mkdtemp()
+        >>> setup = ("CREATE SOURCE t (k VARCHAR, x BIGINT);"
+        ...          "CREATE MATERIALIZED VIEW total AS SELECT k, sum(x) AS x FROM t GROUP BY k")
+        >>> db = lp.open(lp.Config(data_dir=state))
+        >>> db.execute(setup)
+        >>> db.start()
+        >>> db.source("t").push_batch([("a", 1), ("a", 2)])
+        >>> db.checkpoint()
+        1
+        >>> db.stop()
+        >>> again = lp.open(lp.Config(data_dir=state))  # a restart: the same setup
+        >>> again.execute(setup)
+        >>> again.start()
+        >>> again.query("SELECT k, x FROM total").rows()
+        [('a', 3)]
+        >>> again.stop()
+        """
+        return self._runtime.checkpoint()
+
     def stop(self) -> None:
         """Drain everything pushed, end every source's input (closing open
         windows), stop, and end every subscription. Idempotent.
+
+        With a ``data_dir`` it first stops taking pushes, lets the engine take
+        what was pushed, checkpoints that state and flushes the write-ahead
+        log; the open windows it then closes for this run's subscribers stay
+        open in the durable state (a restart emits them again, when the
+        watermark passes them).
 
         Waiting for the engine wakes on Ctrl-C (the engine then finishes
         draining on its own thread; call ``stop()`` again to wait for it).
