@@ -263,7 +263,7 @@ def test_data_dir_is_passed_to_the_database(tmp_path, pipeline):
     code, _, err = run([str(pipeline), "--input", f"trades={source}", "--quiet",
                         "--data-dir", str(tmp_path / "state")])
     assert code == 0
-    assert (tmp_path / "state").is_dir()
+    assert any((tmp_path / "state").iterdir())  # the database's durable state
     for line in err.splitlines():  # what the database warns about, one line each
         assert line.startswith("laminar-polars run: warning: ")
 
