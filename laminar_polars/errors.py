@@ -99,6 +99,11 @@ class RecoveryError(LaminarError):
     """Durable state exists in ``data_dir`` but none of it can be used."""
 
 
+class RecoveryWarning(UserWarning):
+    """Recovery used less than everything on disk: a corrupt checkpoint, a cut
+    log, a view whose definition changed (it starts empty)."""
+
+
 def describe_failure(error: BaseException) -> str:
     """How messages name an engine failure: its type and the first line of its
     message (Polars' messages can run to many lines).

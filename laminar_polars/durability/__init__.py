@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from laminar_polars.durability.manager import Durability, RecoveryWarning, Snapshot
+from laminar_polars.durability.manager import Durability, Snapshot
 
-__all__ = ["Durability", "RecoveryWarning", "Snapshot"]
+__all__ = ["Durability", "Snapshot"]

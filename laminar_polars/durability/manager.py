@@ -48,18 +48,13 @@ from laminar_polars.durability.wal import Record, WalWriter, read_records
 from laminar_polars.engine.graph import View
 from laminar_polars.engine.operator import State
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
-from laminar_polars.errors import RecoveryError
+from laminar_polars.errors import RecoveryError, RecoveryWarning
 from laminar_polars.plan.fingerprint import fingerprint
 
-__all__ = ["Durability", "RecoveryWarning", "Snapshot", "source_fingerprint"]
+__all__ = ["Durability", "Snapshot", "source_fingerprint"]
 
 # A waiting producer checks for Ctrl-C and a stopped engine this often.
 WAIT_SLICE = 0.05
-
-
-class RecoveryWarning(UserWarning):
-    """Recovery used less than everything on disk: a corrupt checkpoint, a cut
-    log, a view whose definition changed."""
 
 
 def source_fingerprint(definition: SourceDef) -> str:

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import laminar_polars as lp
-from laminar_polars.durability import RecoveryWarning
 from laminar_polars.durability.layout import checkpoints_dir, segments, wal_dir
 
 LONG = "1 hour"  # a log needs a checkpoint interval; these tests checkpoint explicitly
@@ -71,7 +70,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    with pytest.warns(RecoveryWarning, match="checkpoint 2: file .* does not match its checksum"):
+    with pytest.warns(lp.RecoveryWarning,
+                      match="checkpoint 2: file .* does not match its checksum"):
         db, views = recovered(tmp_path, "sync", interval=LONG)
     _check(views, 600)  # checkpoint 1, then the log after it
 
@@ -82,7 +82,7 @@ def test_a_torn_log_tail_is_cut_at_its_last_good_record(tmp_path):
     size = segment.stat().st_size
     with open(segment, "r+b") as file:
         file.truncate(size - 10)  # the last record torn
-    with pytest.warns(RecoveryWarning, match="cut at .*a torn record"):
+    with pytest.warns(lp.RecoveryWarning, match="cut at .*a torn record"):
         _, views = recovered(tmp_path, "sync", interval=LONG)
     held = len(views["seen"])
     assert 500 - 13 <= held < 500  # only the last call's rows are gone
@@ -99,7 +99,7 @@ def test_a_changed_view_starts_empty_the_others_are_restored(tmp_path):
     again = lp.open(lp.Config(data_dir=tmp_path, checkpoint_interval="40ms",
                               wal_mode="async"))
     again.execute(changed)
-    with pytest.warns(RecoveryWarning, match="view 'totals' changed since checkpoint"):
+    with pytest.warns(lp.RecoveryWarning, match="view 'totals' changed since checkpoint"):
         again.start()
     again.stop()
     assert again.query("SELECT count(*) AS n FROM totals")["n"].item() == 0
@@ -114,7 +114,7 @@ def test_nothing_usable_is_a_recovery_error(tmp_path):
     for victim in (checkpoints_dir(tmp_path) / "1").glob("*.parquet"):
         victim.write_bytes(b"not parquet")
     again = open_db(tmp_path, None, interval=None)
-    with pytest.warns(RecoveryWarning), pytest.raises(lp.RecoveryError, match="no checkpoint"):
+    with pytest.warns(lp.RecoveryWarning), pytest.raises(lp.RecoveryError, match="no checkpoint"):
         again.start()
 
 
