@@ -1,4 +1,4 @@
-"""The exceptions laminar_polars raises (SPEC §9).
+"""The exceptions laminar_polars raises (docs/operations.md, "Errors").
 
 Every error inherits :class:`LaminarError`, and also the built-in exception a
 Python user would reach for first (``ValueError`` for bad configuration,

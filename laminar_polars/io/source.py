@@ -1,4 +1,4 @@
-"""`Source`: the handle users push rows and Arrow batches into (SPEC §5).
+"""`Source`: the handle users push rows and Arrow batches into (docs/operations.md, "Pushing").
 
 ``push``, ``try_push`` and ``push_batch`` run entirely in the native producer it
 subclasses (no Python frame on the hot path); this module adds what is not hot:
