@@ -186,8 +186,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 take(name, subscription.poll())
             progress.show()
 
-        replay.run(tick)
-        db.stop()  # drains every source (their input ended) and ends the subscriptions
+        # Without a data_dir the inputs' end closes the sources. With one, stop()
+        # ends this run's input alone (its windows still reach the outputs) and
+        # the durable state stays open: the next run over it goes on from there.
+        replay.run(tick, close=args.data_dir is None)
+        db.stop()  # drains every source, ends the input and the subscriptions
         for name, subscription in subscriptions.items():
             for frame in subscription:
                 take(name, frame)

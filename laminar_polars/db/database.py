@@ -496,7 +496,8 @@ class LaminarDB:
         Parquet files once the write-ahead log covers them; the newest
         ``Config.keep_checkpoints`` are kept. Returns None without a
         ``data_dir``, or when nothing changed since the last checkpoint.
-        Raises `Closed` before `start` (which recovers the durable state).
+        Raises `Closed` before `start` (which recovers the durable state) and
+        after `stop` (which takes the last checkpoint).
 
         Examples
         --------

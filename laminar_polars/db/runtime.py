@@ -126,7 +126,7 @@ class Runtime:
         # Stops the engine once this runtime is collected; it holds the
         # pieces, never the runtime (the engine thread does not either).
         self._finalizer = weakref.finalize(
-            self, _shut_down, self._scheduler, self._rings, self._sinks
+            self, _shut_down, self._scheduler, self._rings, self._sinks, self._durability
         )
 
     # -- what it holds (read-only) ------------------------------------------------
@@ -381,6 +381,11 @@ class Runtime:
         if not self._recovered:
             raise Closed("checkpoint() needs a started database: start() recovers the "
                          "durable state first")
+        if self._state == "stopped":
+            raise Closed("the database is stopped (stop() took the last checkpoint)")
+        return self._take_checkpoint(durability)
+
+    def _take_checkpoint(self, durability: Durability) -> int | None:
         views = dict(self._views)
         scheduler = self._scheduler
         snapshot = scheduler.at_barrier(lambda: Snapshot(
@@ -396,6 +401,9 @@ class Runtime:
             watermark = durability.watermark(name)
             if watermark is not None and watermark != NO_WATERMARK:
                 ring.advance_watermark(watermark)  # late rows stay late across a restart
+        for name in durability.closed & self._rings.keys():
+            self._rings[name].close(reason="it was closed for good (Source.close) in an "
+                                    f"earlier run over {durability.data_dir}")
         self._scheduler.journal = durability.journal
         self._recovered = True
         interval = durability.interval(self.catalog.sources)
@@ -412,8 +420,8 @@ class Runtime:
         while any(ring.pending for ring in self._rings.values()) and thread is not None \
                 and thread.is_alive() and self._scheduler.error is None:
             time.sleep(0.001)
-        if self._scheduler.error is None:
-            self.checkpoint()
+        if self._scheduler.error is None and self._durability is not None:
+            self._take_checkpoint(self._durability)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -437,10 +445,13 @@ class Runtime:
             self._state = "stopped"
             _STARTED.discard(self)
             if self._durability is not None and self._recovered:
+                self._durability.stop_interval()
                 try:
                     self._seal_and_checkpoint()
                 finally:
                     self._durability.flush()
+            if self._durability is not None:
+                self._durability.ending = True  # not a Source.close(): the state stays open
             for ring in self._rings.values():
                 ring.close()
             self._scheduler.stop()
@@ -479,7 +490,8 @@ class Runtime:
 
 
 def _shut_down(
-    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink]
+    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink],
+    durability: Durability | None,
 ) -> None:
     """A runtime was collected (or the interpreter exits): stop its engine.
 
@@ -489,6 +501,8 @@ def _shut_down(
     """
     if scheduler.forked:
         return
+    if durability is not None:
+        durability.ending = True  # as at stop(): the sources were not closed for good
     for ring in list(rings.values()):
         if not ring.closed:  # a stopped database's rings keep their reason
             ring.close(reason="its database is no longer referenced (collected), or the "

@@ -86,6 +86,10 @@ class Durability:
         self._counted: WalWriter | None = None  # this run's writer, kept for metrics after close
         self.base: dict[str, int] = {}  # each source's position when this run began
         self.finite: dict[str, int] = {}  # each source's last watermark short of +inf
+        self.closed: set[str] = set()  # sources closed for good (Source.close) before
+        # The input ends because the database stops or is collected, not by a
+        # Source.close(): that end (+inf watermarks) is not durable state.
+        self.ending = False
         self.logged: set[str] = set()  # sources whose rows go to the log
         self.last: Checkpoint | None = None
         self.replayed_rows = 0
@@ -124,15 +128,20 @@ class Durability:
             warnings.warn(f"the write-ahead log was cut at {cut.segment.name}, byte "
                           f"{cut.offset}: {cut.why}; the records after it are lost",
                           RecoveryWarning, stacklevel=4)
+        # (a record without rows at the checkpoint's position may be a
+        # Source.close() after it: replaying one from before it is a no-op)
         replay = [r for r in records if r.source in sources and r.source not in changed
-                  and r.end > positions[r.source]]
+                  and r.end >= positions[r.source]]
         self._check_reach(replay, positions, checkpoint)
         for record in replay:
             if record.first < positions[record.source]:
                 continue  # wholly before the checkpoint's position (never straddles one)
             feed(record.source, record.frame, record.watermark)
             positions[record.source] = record.end
-            self.finite[record.source] = record.watermark
+            if record.watermark == CLOSED_WATERMARK:
+                self.closed.add(record.source)
+            else:
+                self.finite[record.source] = record.watermark
             self.replayed_rows += 0 if record.frame is None else record.frame.height
         self.base = positions
         self.logged = {name for name, source in sources.items() if self.wal_mode(source)}
@@ -181,7 +190,9 @@ class Durability:
                 changed.add(name)
                 continue
             positions[name] = mark.position
-            if mark.watermark != NO_WATERMARK:
+            if mark.watermark == CLOSED_WATERMARK:
+                self.closed.add(name)
+            elif mark.watermark != NO_WATERMARK:
                 self.finite[name] = mark.watermark
         return positions
 
@@ -205,13 +216,15 @@ class Durability:
     # -- the log ---------------------------------------------------------------------------
     def journal(self, source: str, first: int, end: int, frame: pl.DataFrame | None,
                 watermark: int) -> None:
-        """Log a micro-batch the engine took (this run's positions); engine thread."""
+        """Log a micro-batch the engine took (this run's positions); engine
+        thread. A +inf watermark is a Source.close(), logged as such, unless
+        the database is stopping (``ending``)."""
         if source not in self.logged or self.writer is None:
             return
-        if watermark == CLOSED_WATERMARK:  # the input's end is not durable state
-            watermark = self.finite.get(source, NO_WATERMARK)
-        else:
+        if watermark != CLOSED_WATERMARK:
             self.finite[source] = watermark
+        elif self.ending:
+            watermark = self.finite.get(source, NO_WATERMARK)
         base = self.base.get(source, 0)
         self.writer.append(Record(source, base + first, base + end, watermark, frame))
 
@@ -235,12 +248,13 @@ class Durability:
     def checkpoint(self, snapshot: Snapshot, sources: Mapping[str, SourceDef],
                    views: Mapping[str, View]) -> int | None:
         """Write a checkpoint of ``snapshot``; its id (None: nothing changed
-        since the last one)."""
+        since the last one, or the input is ending). A source's +inf
+        watermark in it is a Source.close(): restored as closed."""
         with self._lock:
+            if self.ending:
+                return None
             marks = {
-                name: SourceMark(self.base.get(name, 0) + position,
-                                 self.finite.get(name, NO_WATERMARK)
-                                 if watermark == CLOSED_WATERMARK else watermark,
+                name: SourceMark(self.base.get(name, 0) + position, watermark,
                                  source_fingerprint(sources[name]))
                 for name, (position, watermark) in snapshot.sources.items() if name in sources
             }
@@ -285,13 +299,17 @@ class Durability:
         if self.writer is not None:
             self.writer.flush()
 
-    def close(self) -> None:
-        """Stop checkpointing, flush the log, stop its thread. Idempotent."""
+    def stop_interval(self) -> None:
+        """Stop taking checkpoints every interval (waits for one under way)."""
         self._stop.set()
         if self._interval_thread is not None and \
                 self._interval_thread is not threading.current_thread():
             self._interval_thread.join()
         self._interval_thread = None
+
+    def close(self) -> None:
+        """Stop checkpointing, flush the log, stop its thread. Idempotent."""
+        self.stop_interval()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

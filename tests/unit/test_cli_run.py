@@ -268,6 +268,27 @@ def test_data_dir_is_passed_to_the_database(tmp_path, pipeline):
         assert line.startswith("laminar-polars run: warning: ")
 
 
+def test_a_later_run_over_the_same_data_dir_goes_on_from_the_state_left(tmp_path, pipeline):
+    """Day two after day one: with --data-dir the first run's end of input is
+    not for good; its open windows went to its outputs, and the next run
+    emits them again, complete (keep the last of each), then goes on."""
+    trades = trades_frame()
+    state = str(tmp_path / "state")
+    outputs = []
+    for day, rows in enumerate((trades[:1500], trades[1500:])):
+        source = write(rows, tmp_path / f"day{day}.parquet")
+        bars, big = tmp_path / f"bars{day}.parquet", tmp_path / f"big{day}.parquet"
+        code, _, err = run([str(pipeline), "--input", f"trades={source}", "--data-dir", state,
+                            "--output", f"bar_sink={bars}", "--output", f"big_sink={big}"])
+        assert (code, err) == (0, "")
+        outputs.append((pl.read_parquet(bars), pl.read_parquet(big)))
+    bars = pl.concat([b for b, _ in outputs]).unique(["symbol", "window_start"], keep="last",
+                                                     maintain_order=True)
+    assert_same_rows(bars, expected_bars(trades), ["window_start", "symbol"])
+    big = pl.concat([b for _, b in outputs])
+    assert_same_rows(big, expected_big(trades), ["ts", "symbol", "qty"])
+
+
 def bad_arguments(tmp: pathlib.Path) -> list[tuple[list[str], str]]:
     """Command lines that must fail with exit code 2, and what the message names."""
     good = str(write(trades_frame(100), tmp / "trades.parquet"))
