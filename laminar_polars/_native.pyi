@@ -31,6 +31,9 @@ def set_errors(
 def datetime64_micros(value: np.datetime64) -> int:
     """A numpy datetime64 as int microseconds, floored."""
 
+def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
+    """The CRC-32C of ``data`` (continuing from ``crc``), GIL released."""
+
 class Doorbell:
     """Wakes the engine when any ring of the database has rows or news."""
 
@@ -116,10 +119,20 @@ class Ring:
     @property
     def multi_producer(self) -> bool: ...
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """Whether pushes are refused (sealed or ended)."""
+    @property
+    def ended(self) -> bool:
+        """Whether the input ended (the watermark is +inf)."""
     @property
     def watermark(self) -> int:
         """Current watermark in microseconds (NO_WATERMARK before any event)."""
+    @property
+    def pushed(self) -> int:
+        """Rows accepted so far (ring rows and batch rows), in push order."""
+    @property
+    def consumed(self) -> int:
+        """Rows taken by the engine or dropped, in push order."""
     def stats(self) -> dict[str, int]:
         """Counters: pushed, dropped, late, rejected, pending."""
     def add_producer(self) -> None:
@@ -130,6 +143,8 @@ class Ring:
         """Count ``rows`` as rejected."""
     def close(self, reason: str | None = None, cause: BaseException | None = None) -> None:
         """End the input; pushes then raise `Closed` saying ``reason``."""
+    def seal(self, reason: str | None = None) -> None:
+        """Refuse further pushes but keep the watermark."""
     def close_in_forked_child(self, reason: str) -> None:
         """`close` in the child of a ``fork()``: wakes no thread."""
     def closed_error(self, what: str = "the source is closed") -> Exception:
@@ -144,8 +159,8 @@ class Ring:
         """Queue ``data`` whole after every row pushed so far; False if refused."""
     def take(
         self, max_rows: int = 4611686018427387904
-    ) -> tuple[int, list[ArrowChunk | QueuedBatch]]:
-        """Everything readable now, in push order: ``(watermark, segments)``."""
+    ) -> tuple[int, list[ArrowChunk | QueuedBatch], int]:
+        """Everything readable now: ``(watermark, segments, consumed)``."""
     def schema_capsule(self) -> CapsuleType:
         """The ring's struct schema as an ``arrow_schema`` capsule."""
 

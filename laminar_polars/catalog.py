@@ -24,10 +24,11 @@ from typing import Any
 
 import polars as pl
 
+from laminar_polars import _html
 from laminar_polars.config import UNBOUNDED, Retention, SourceConfig, Watermark
 from laminar_polars.errors import CatalogError, SchemaError
 
-__all__ = ["Catalog", "ColumnDef", "ColumnType", "SinkDef", "SourceDef", "ViewDef"]
+__all__ = ["Catalog", "ColumnDef", "ColumnType", "SinkDef", "SourceDef", "ViewDef", "type_text"]
 
 
 class ColumnType(enum.Enum):
@@ -80,6 +81,19 @@ class ColumnType(enum.Enum):
                 return column_type
         supported = ", ".join(str(t) for t in _POLARS.values())
         raise SchemaError(f"unsupported column dtype {dtype!r}; expected one of {supported}")
+
+
+def type_text(dtype: pl.DataType) -> str:
+    """A column type as ``DESCRIBE`` names it: the SQL name of a source type,
+    else the Polars type.
+
+    >>> type_text(pl.Datetime("us")), type_text(pl.UInt32())
+    ('TIMESTAMP', 'UInt32')
+    """
+    try:
+        return ColumnType.from_polars(dtype).sql
+    except SchemaError:
+        return str(dtype)
 
 
 _POLARS: dict[ColumnType, pl.DataType] = {
@@ -202,6 +216,20 @@ class ViewDef:
     inputs: tuple[str, ...]
     sql: str | None = None
     retention: Retention = UNBOUNDED
+
+    def _repr_html_(self) -> str:
+        """The notebook view: what the view reads, its plan's kind, its columns
+        and the SQL that defined it."""
+        emit = getattr(self.plan, "emit", None)
+        kind = type(self.plan).__name__ + (f", emit {emit}" if emit else "")
+        columns = ", ".join(f"{name} {type_text(dtype)}"
+                            for name, dtype in self.plan.schema.items())
+        parts = [f"<div>{_html.escape(columns)}</div>"]
+        if self.sql:
+            parts.append(f'<pre style="margin:2px 0;white-space:pre-wrap">'
+                         f"{_html.escape(self.sql)}</pre>")
+        return _html.block(f"materialized view {self.name}", parts,
+                           f"reads {', '.join(self.inputs)} · {kind}")
 
 
 @dataclasses.dataclass(frozen=True)

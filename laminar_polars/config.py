@@ -22,7 +22,6 @@ import datetime as dt
 import enum
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -365,8 +364,9 @@ class Config:
     up to 2**31, and a source whose ring would take over half the machine's
     memory is refused; ``core_affinity`` pins the engine thread to that CPU
     (Linux); ``workers`` splits keyed operators across that many threads;
-    ``data_dir`` is created when the database opens (durability itself is not
-    built yet: it warns and keeps state in memory).
+    ``data_dir`` is created when the database opens and holds its durable
+    state (docs/durability.md): checkpoints every ``checkpoint_interval`` (the
+    newest ``keep_checkpoints`` kept) and, with ``wal_mode``, a write-ahead log.
 
     >>> Config(workers=0).validate()
     Traceback (most recent call last):
@@ -385,6 +385,7 @@ class Config:
     core_affinity: int | None = None
     workers: int = 1
     view_retention: RetentionSetting = 1_000_000
+    keep_checkpoints: int = 2
 
     @property
     def retention(self) -> Retention:
@@ -411,6 +412,10 @@ class Config:
             raise ConfigError("wal_mode requires checkpoint_interval")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"workers: expected an int >= 1, got {self.workers!r}")
+        if not isinstance(self.keep_checkpoints, int) or isinstance(self.keep_checkpoints, bool) \
+                or self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints: expected an int >= 1, "
+                              f"got {self.keep_checkpoints!r}")
         if self.core_affinity is not None:
             _check_core_affinity(self.core_affinity)
         if self.data_dir is not None:
@@ -436,18 +441,11 @@ def _check_core_affinity(cpu: object) -> None:
         )
 
 
-_NOT_IMPLEMENTED = (
-    "durability (data_dir, checkpoint_interval, wal_mode) is not implemented yet: "
-    "no write-ahead log or checkpoint is written; this database keeps its state in memory only"
-)
-
-
 def prepare_data_dir(config: Config) -> None:
     """Create ``config.data_dir`` (parents too) for a database being opened.
 
     Raises `ConfigError` naming the path when it cannot be created (e.g. it is,
-    or lies under, a regular file). Durability itself is not built yet, so a
-    ``data_dir`` warns that the state stays in memory only.
+    or lies under, a regular file).
     """
     if config.data_dir is None:
         return
@@ -462,13 +460,11 @@ def prepare_data_dir(config: Config) -> None:
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"data_dir {str(path)!r} is not writable")
-    warnings.warn(_NOT_IMPLEMENTED, stacklevel=4)
 
 
 def check_source_durability(source: str, settings: SourceConfig, config: Config) -> None:
     """A source's own ``checkpoint_interval`` / ``wal_mode`` need the database's
-    ``data_dir`` (`ConfigError` without one); with one, they warn as the
-    database's do, since durability is not built yet."""
+    ``data_dir`` (`ConfigError` without one)."""
     options = [name for name in ("checkpoint_interval", "wal_mode")
                if getattr(settings, name) is not None]
     if not options:
@@ -478,4 +474,3 @@ def check_source_durability(source: str, settings: SourceConfig, config: Config)
             f"source {source!r}: {' and '.join(options)} needs the database's data_dir "
             "(durable state is kept there); open it with lp.Config(data_dir=...)"
         )
-    warnings.warn(f"source {source!r}: {_NOT_IMPLEMENTED}", stacklevel=4)

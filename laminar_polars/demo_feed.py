@@ -21,7 +21,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-__all__ = ["SYMBOLS", "START", "TradeFeed", "Trades", "reference_bars", "symbol_names"]
+__all__ = ["SYMBOLS", "START", "TradeFeed", "Trades", "reference_bars", "symbol_names",
+           "write_trades"]
 
 START = 1_704_187_800_000_000  # 2024-01-02 09:30:00 in microseconds since the epoch
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD", "INTC", "ORCL")
@@ -160,7 +161,7 @@ def reference_bars(trades: pl.DataFrame, every: str) -> pl.DataFrame:
     """The OHLC bars Polars computes in batch on ``trades`` (late rows dropped):
     what the ``ohlc`` view must emit. ``every`` is a Polars duration (``"1s"``).
 
-    ``first``/``last`` follow event time, then arrival (SPEC §3): rows are sorted
+    ``first``/``last`` follow event time, then arrival (docs/sql.md, "Aggregates"): rows are sorted
     by ``ts`` and arrival before ``group_by_dynamic``.
     """
     if "late" in trades.columns:
@@ -177,3 +178,21 @@ def reference_bars(trades: pl.DataFrame, every: str) -> pl.DataFrame:
                 "open", "high", "low", "close", "volume", "trades")
         .sort("window_start", "symbol")
     )
+
+
+def write_trades(path: str, rows: int, *, symbols: int | str = 4, seed: int = 0,
+                 rate: float = 1000.0) -> pl.DataFrame:
+    """Write the feed's first ``rows`` trades (late ones included, in arrival
+    order) to ``path`` as Parquet, the input of a backtest; return them.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "trades.parquet"
+    >>> write_trades(str(path), 5, symbols="AAPL").columns
+    ['symbol', 'price', 'qty', 'ts']
+    >>> pl.read_parquet(path).height
+    5
+    """
+    trades = TradeFeed(symbol_names(symbols), seed=seed, rate=rate).take(rows).to_polars()
+    trades = trades.drop("arrival", "late")
+    trades.write_parquet(path)
+    return trades

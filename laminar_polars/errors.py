@@ -1,4 +1,4 @@
-"""The exceptions laminar_polars raises (SPEC §9).
+"""The exceptions laminar_polars raises (docs/operations.md, "Errors").
 
 Every error inherits :class:`LaminarError`, and also the built-in exception a
 Python user would reach for first (``ValueError`` for bad configuration,
@@ -97,6 +97,11 @@ class EngineError(LaminarError, RuntimeError):
 
 class RecoveryError(LaminarError):
     """Durable state exists in ``data_dir`` but none of it can be used."""
+
+
+class RecoveryWarning(UserWarning):
+    """Recovery used less than everything on disk: a corrupt checkpoint, a cut
+    log, a view whose definition changed (it starts empty)."""
 
 
 def describe_failure(error: BaseException) -> str:

@@ -51,7 +51,7 @@ cdef extern from "Python.h":
     # (a lone surrogate) and raises a SchemaError naming the column instead.
     const char* utf8_or_null "PyUnicode_AsUTF8AndSize"(object value, Py_ssize_t* size)
 from libc.stdint cimport (
-    INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int64_t,
+    INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int64_t, uint32_t,
 )
 from libc.stdlib cimport free, malloc
 
@@ -68,6 +68,9 @@ cdef extern from "nanoarrow/nanoarrow.h":
     int ArrowSchemaDeepCopy(const ArrowSchema* schema, ArrowSchema* out)
     void ArrowArrayMove(ArrowArray* src, ArrowArray* dst)
     void ArrowSchemaMove(ArrowSchema* src, ArrowSchema* dst)
+
+cdef extern from "lp_crc32c.h":
+    uint32_t lp_crc32c(uint32_t crc, const unsigned char* data, size_t len) nogil
 
 cdef extern from "lp_atomic.h":
     int64_t lp_fetch_add(int64_t* p, int64_t v) nogil
@@ -102,6 +105,7 @@ cdef extern from "lp_ring.h":
         int64_t late
         int64_t rejected
         int64_t multi_producer
+        int64_t closed
         int64_t batch_rows
         int64_t batches_queued
         int64_t batch_head
@@ -137,6 +141,7 @@ cdef extern from "lp_ring.h":
     int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows)
     void lp_ring_close(lp_ring* ring)
     void lp_ring_mark_closed(lp_ring* ring)
+    void lp_ring_seal(lp_ring* ring)
     void lp_ring_wake_producers(lp_ring* ring)
     void lp_doorbell_init(lp_doorbell* bell)
     void lp_doorbell_destroy(lp_doorbell* bell)
@@ -172,6 +177,16 @@ TIMESTAMP_RANGE = "0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999"
 cdef object SchemaError = TypeError
 cdef object FullError = RuntimeError
 cdef object ClosedError = RuntimeError
+
+
+def crc32c(data, unsigned int crc=0):
+    """The CRC-32C of a bytes-like object (continuing from ``crc``), computed
+    with the GIL released: the checksum of WAL records and checkpoint files."""
+    cdef const unsigned char[::1] view = memoryview(data).cast("B")
+    cdef uint32_t out
+    with nogil:
+        out = lp_crc32c(crc, &view[0] if view.shape[0] else NULL, view.shape[0])
+    return out
 
 
 def set_errors(schema_error, full, closed):
@@ -390,6 +405,7 @@ cdef class Ring:
     cdef readonly object doorbell
     cdef readonly int producers
     cdef int64_t batch_rows_pushed
+    cdef int64_t batch_rows_consumed  # rows of batches taken or dropped
     # Why the ring was closed, for the `Closed` a push then raises: a reason
     # (text) and the exception behind it, if any (an engine failure).
     cdef readonly object close_reason
@@ -459,12 +475,29 @@ cdef class Ring:
 
     @property
     def closed(self):
+        """Whether pushes are refused (sealed or ended)."""
+        return lp_load_acquire(&self.ring.closed) != 0
+
+    @property
+    def ended(self):
+        """Whether the input ended (the watermark is +inf)."""
         return lp_ring_watermark(&self.ring) == LP_CLOSED_WATERMARK
 
     @property
     def watermark(self):
         """Current watermark in microseconds (NO_WATERMARK before any event)."""
         return lp_ring_watermark(&self.ring)
+
+    @property
+    def pushed(self):
+        """Rows accepted so far (ring rows and queued batch rows), in push order;
+        the position a journal tells a producer its rows are durable against."""
+        return lp_load_acquire(&self.ring.published) + self.batch_rows_pushed
+
+    @property
+    def consumed(self):
+        """Rows taken by the engine or dropped (drop_oldest), in push order."""
+        return lp_load_acquire(&self.ring.read) + self.batch_rows_consumed
 
     def stats(self):
         return {
@@ -495,6 +528,14 @@ cdef class Ring:
             self.close_reason = reason
             self.close_cause = cause
         lp_ring_close(&self.ring)
+
+    def seal(self, reason=None):
+        """Refuse further pushes (`Closed`, saying ``reason``) but keep the
+        watermark: what the ring holds can still be drained before the input
+        ends (`close`)."""
+        if self.close_reason is None and reason is not None:
+            self.close_reason = reason
+        lp_ring_seal(&self.ring)
 
     def close_in_forked_child(self, str reason):
         """`close` for the child of a ``fork()``: no thread is woken (none
@@ -603,6 +644,7 @@ cdef class Ring:
     cdef QueuedBatch _pop_batch(self):
         """Unqueue the oldest batch and give its room back."""
         cdef QueuedBatch entry = self.batches.popleft()
+        self.batch_rows_consumed += entry.rows
         lp_store_release(&self.ring.batch_head,
                          (<QueuedBatch>self.batches[0]).tag if self.batches else INT64_MAX)
         lp_fetch_add(&self.ring.batch_rows, -entry.rows)
@@ -628,8 +670,10 @@ cdef class Ring:
 
     # -- consuming ----------------------------------------------------------
     def take(self, int64_t max_rows=1 << 62):
-        """Everything readable now, in push order: ``(watermark, segments)``,
-        each segment an `ArrowChunk` of ring rows or a `QueuedBatch`.
+        """Everything readable now, in push order: ``(watermark, segments,
+        consumed)``, each segment an `ArrowChunk` of ring rows or a
+        `QueuedBatch`; ``consumed`` is `consumed` just after the take (the end
+        of the range of rows taken or dropped so far).
 
         The watermark is read first, so it never runs ahead of the rows taken
         with it. When ``max_rows`` leaves rows behind, the watermark handed
@@ -660,7 +704,7 @@ cdef class Ring:
         if max_rows <= 0 and lp_ring_pending(&self.ring) > 0:
             watermark = self.handed_watermark
         self.handed_watermark = watermark
-        return watermark, segments
+        return watermark, segments, self.consumed
 
     cdef ArrowChunk _take_rows(self, int64_t limit):
         cdef ArrowChunk chunk = ArrowChunk.__new__(ArrowChunk)

@@ -96,7 +96,7 @@ void lp_ring_set_multi_producer(lp_ring* ring) {
 }
 
 int64_t lp_ring_watermark(const lp_ring* ring) {
-  if (lp_load_acquire(&ring->closed)) return LP_CLOSED_WATERMARK;
+  if (lp_load_acquire(&ring->closed) == LP_RING_ENDED) return LP_CLOSED_WATERMARK;
   int64_t wm = lp_load_acquire(&ring->explicit_watermark);
   int64_t max_time = lp_load_acquire(&ring->max_event_time);
   if (ring->watermark_column >= 0 && max_time != LP_NO_WATERMARK) {
@@ -128,13 +128,19 @@ int64_t lp_ring_pending(const lp_ring* ring) {
 
 void lp_ring_mark_closed(lp_ring* ring) {
   /* seq_cst: a push that starts after this sees it (no waking: see lp_ring.h). */
-  lp_store_seq_cst(&ring->closed, 1);
+  lp_store_seq_cst(&ring->closed, LP_RING_ENDED);
 }
 
 void lp_ring_close(lp_ring* ring) {
-  lp_store_seq_cst(&ring->closed, 1);
+  lp_store_seq_cst(&ring->closed, LP_RING_ENDED);
   lp_ring_wake_producers(ring);
   if (ring->doorbell) lp_doorbell_ring(ring->doorbell);
+}
+
+void lp_ring_seal(lp_ring* ring) {
+  /* CAS: a ring already ended stays ended (its watermark is +inf). */
+  lp_cas(&ring->closed, LP_RING_OPEN, LP_RING_SEALED);
+  lp_ring_wake_producers(ring);
 }
 
 void lp_ring_wake_producers(lp_ring* ring) {

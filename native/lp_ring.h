@@ -111,7 +111,7 @@ typedef struct lp_ring {
   int64_t late;
   int64_t rejected;
   int64_t explicit_watermark;
-  int64_t closed;
+  int64_t closed;           /* LP_RING_OPEN, _SEALED or _ENDED (see below) */
   int64_t multi_producer;
   int64_t space_parked;     /* producers parked waiting for room */
   int64_t batches_queued;
@@ -135,6 +135,13 @@ typedef struct lp_ring {
   pthread_cond_t space_cond;
   lp_doorbell* doorbell;    /* may be NULL */
 } lp_ring;
+
+/* A ring takes pushes while open. Sealed, it refuses them but keeps its
+ * watermark (the rows it holds can still be drained and checkpointed before
+ * the input ends); ended, its watermark is +inf, so every open window closes. */
+#define LP_RING_OPEN 0
+#define LP_RING_SEALED 1
+#define LP_RING_ENDED 2
 
 #define LP_NO_WATERMARK INT64_MIN
 #define LP_CLOSED_WATERMARK INT64_MAX
@@ -188,6 +195,9 @@ int lp_ring_row_fits(const lp_ring* ring);
  * first). Counted in `dropped`. Returns the rows dropped. */
 int64_t lp_ring_drop_oldest(lp_ring* ring, int64_t max_rows);
 void lp_ring_close(lp_ring* ring);
+/* Refuse further pushes (waking producers waiting for room, who then get
+ * LP_PUSH_CLOSED) without ending the input: the watermark stays as it is. */
+void lp_ring_seal(lp_ring* ring);
 /* Close without waking anyone: for the child of a fork(), where no other
  * thread exists and a mutex another thread held at the fork stays locked
  * forever (lp_ring_close would lock it to wake parked producers). */

@@ -30,8 +30,8 @@ shape: (1, 3)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -53,6 +53,9 @@ from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source
 from laminar_polars.plan import Node, validate
 from laminar_polars.sql import Query, parse_statements
+
+if TYPE_CHECKING:  # imported when used: the notebook module is for notebooks only
+    from laminar_polars.notebook import LiveView
 
 __all__ = ["LaminarDB", "open"]
 
@@ -501,9 +504,47 @@ class LaminarDB:
         """
         self._runtime.start()
 
+    def checkpoint(self) -> int | None:
+        """Take a checkpoint now (with a ``data_dir``) and return its id.
+
+        The views' states are taken between two micro-batches and written as
+        Parquet files once the write-ahead log covers them; the newest
+        ``Config.keep_checkpoints`` are kept. Returns None without a
+        ``data_dir``, or when nothing changed since the last checkpoint.
+        Raises `Closed` before `start` (which recovers the durable state) and
+        after `stop` (which takes the last checkpoint).
+
+        Examples
+        --------
+        >>> import tempfile, laminar_polars as lp
+        >>> state = tempfile.mkdtemp()
+        >>> setup = ("CREATE SOURCE t (k VARCHAR, x BIGINT);"
+        ...          "CREATE MATERIALIZED VIEW total AS SELECT k, sum(x) AS x FROM t GROUP BY k")
+        >>> db = lp.open(lp.Config(data_dir=state))
+        >>> db.execute(setup)
+        >>> db.start()
+        >>> db.source("t").push_batch([("a", 1), ("a", 2)])
+        >>> db.checkpoint()
+        1
+        >>> db.stop()
+        >>> again = lp.open(lp.Config(data_dir=state))  # a restart: the same setup
+        >>> again.execute(setup)
+        >>> again.start()
+        >>> again.query("SELECT k, x FROM total").rows()
+        [('a', 3)]
+        >>> again.stop()
+        """
+        return self._runtime.checkpoint()
+
     def stop(self) -> None:
         """Drain everything pushed, end every source's input (closing open
         windows), stop, and end every subscription. Idempotent.
+
+        With a ``data_dir`` it first stops taking pushes, lets the engine take
+        what was pushed, checkpoints that state and flushes the write-ahead
+        log; the open windows it then closes for this run's subscribers stay
+        open in the durable state (a restart emits them again, when the
+        watermark passes them).
 
         Waiting for the engine wakes on Ctrl-C (the engine then finishes
         draining on its own thread; call ``stop()`` again to wait for it).
@@ -583,6 +624,59 @@ class LaminarDB:
         {'batches': 0, 'state': 'created'}
         """
         return self._runtime.metrics()
+
+    # -- notebooks ----------------------------------------------------------------
+    def live(self, view: str, chart: str | Callable[[pl.DataFrame], Any] | None = None, *,
+             rows: int | None = None, interval: float = 0.5, **plot: Any) -> LiveView:
+        """Show ``view``'s current rows in a notebook output that updates in place
+        while the engine runs.
+
+        The rows are what :meth:`query` answers (``view`` may also be a
+        registered table, or a SELECT over views and tables); the output is
+        redrawn at most every ``interval`` seconds, and only when the view
+        changed. It stops updating once the database stops (after a last
+        update) or fails, or on ``.stop()`` of the returned handle. Needs
+        IPython (``pip install 'laminar_polars[notebook]'``); no server.
+
+        Parameters
+        ----------
+        view
+            A view (or table) name, or a SELECT statement.
+        chart
+            None: a table of the newest ``rows`` rows (default 20). The name
+            of a ``DataFrame.plot`` method (``'line'``, ``'bar'``, ``'point'``,
+            ``'area'``) called with ``**plot`` on the newest ``rows`` rows
+            (default 5,000), or a function of those rows returning anything
+            a notebook displays (e.g. an Altair chart); charts need Altair.
+        rows
+            How many of the newest rows to show or plot.
+        interval
+            Seconds between updates, at least.
+
+        Returns
+        -------
+        laminar_polars.notebook.LiveView
+            The handle: ``updates`` counts redraws, ``stop()`` and
+            ``wait(timeout)`` end or await the updating.
+
+        Examples
+        --------
+        In a notebook cell (the output then follows the view)::
+
+            db.live("ohlc")
+            db.live("ohlc", chart="line", x="window_start", y="close", color="symbol")
+            db.live("SELECT symbol, max(high) AS high FROM ohlc GROUP BY symbol")
+        """
+        from laminar_polars.notebook import LiveView
+
+        return LiveView(self, view, chart, rows=rows, interval=interval, **plot)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: state, sources, views, sinks and tables with their
+        counters and watermarks (see `laminar_polars.notebook.database_html`)."""
+        from laminar_polars.notebook import database_html
+
+        return database_html(self)
 
     def __repr__(self) -> str:
         catalog = self._runtime.catalog

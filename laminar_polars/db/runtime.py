@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ from laminar_polars.catalog import Catalog, SinkDef, SourceDef, ViewDef
 from laminar_polars.config import (
     Config,
     Retention,
+    WalMode,
     check_ring_memory,
     check_source_durability,
     prepare_data_dir,
@@ -58,12 +60,14 @@ from laminar_polars.db.definitions import relation_of
 from laminar_polars.db.introspection import describe, metrics_of, topology_of
 from laminar_polars.db.query import query_snapshot
 from laminar_polars.db.wiring import SinkFeed, attach_reader, detach_reader, make_ring
+from laminar_polars.durability import Durability, Snapshot
 from laminar_polars.engine.graph import Node as GraphNode
 from laminar_polars.engine.graph import View, compile_view
 from laminar_polars.engine.scheduler import Scheduler
+from laminar_polars.engine.sentinels import NO_WATERMARK
 from laminar_polars.errors import CatalogError, Closed, EngineError, SchemaError, describe_failure
 from laminar_polars.io.sink import Sink
-from laminar_polars.io.source import Source
+from laminar_polars.io.source import Source, SyncSource
 from laminar_polars.plan import Node, Scan, inputs_of
 
 __all__ = ["EngineState", "Runtime"]
@@ -111,6 +115,9 @@ class Runtime:
         # engine thread hands them their parts and waits; see engine.ops.sharded).
         self._pool = (ThreadPoolExecutor(config.workers, thread_name_prefix="laminar-worker")
                       if config.workers > 1 else None)
+        # With a data_dir: the write-ahead log, checkpoints, recovery at start().
+        self._durability = Durability(config) if config.data_dir is not None else None
+        self._recovered = False
         self._lock = threading.RLock()
         self._state: EngineState = "created"  # created → running → stopped
         self._failure_reported = False  # stop() raises the engine's failure once
@@ -119,7 +126,7 @@ class Runtime:
         # Stops the engine once this runtime is collected; it holds the
         # pieces, never the runtime (the engine thread does not either).
         self._finalizer = weakref.finalize(
-            self, _shut_down, self._scheduler, self._rings, self._sinks
+            self, _shut_down, self._scheduler, self._rings, self._sinks, self._durability
         )
 
     # -- what it holds (read-only) ------------------------------------------------
@@ -205,7 +212,25 @@ class Runtime:
         """A new producer handle on source ``name``'s ring (`CatalogError` if
         there is none); ``record_type`` is checked against its schema."""
         definition = self.catalog.source(name)
+        durability = self._durability
+        if durability is not None and durability.wal_mode(definition) is WalMode.SYNC:
+            return SyncSource(self._rings[name], definition, record_type, self._await_durable)
         return Source(self._rings[name], definition, record_type)
+
+    def _await_durable(self, source: str, pushed: int) -> None:
+        """A sync source's push: wait until the log has its rows on disk."""
+        assert self._durability is not None
+        self._durability.wait_durable(source, pushed, self._unlogged)
+
+    def _unlogged(self) -> BaseException | None:
+        """Why rows still unlogged will never be (the engine ended), if so."""
+        if not self._scheduler.ended:
+            return None
+        error = self._scheduler.error
+        if error is not None:
+            return EngineError(f"the engine failed ({describe_failure(error)}) before the rows "
+                               "were logged")
+        return Closed("the database stopped before the rows were logged")
 
     # -- materialized views -------------------------------------------------------
     def relation(self, name: str) -> Scan:
@@ -345,13 +370,74 @@ class Runtime:
         and `state` (see `LaminarDB.metrics`)."""
         with self._lock:
             engine = {"batches": self._scheduler.batches, "state": self.state}
-            return metrics_of(self._rings, self._views, self._sinks, engine)
+            out = metrics_of(self._rings, self._views, self._sinks, engine)
+            durability = self._durability
+            for name, source in out["sources"].items():
+                source["checkpointed_rows"] = (0 if durability is None
+                                               else durability.checkpointed_rows(name))
+            out["durability"] = None if durability is None else durability.metrics()
+            return out
+
+    # -- durability -----------------------------------------------------------------
+    def checkpoint(self) -> int | None:
+        """Take a checkpoint now: the views' states at a barrier, written once
+        the log covers them. Its id; None without a data_dir, or when nothing
+        changed since the last one."""
+        durability = self._durability
+        if durability is None:
+            return None
+        if not self._recovered:
+            raise Closed("checkpoint() needs a started database: start() recovers the "
+                         "durable state first")
+        if self._state == "stopped":
+            raise Closed("the database is stopped (stop() took the last checkpoint)")
+        return self._take_checkpoint(durability)
+
+    def _take_checkpoint(self, durability: Durability) -> int | None:
+        views = dict(self._views)
+        scheduler = self._scheduler
+        snapshot = scheduler.at_barrier(lambda: Snapshot(
+            {name: view.snapshot() for name, view in views.items()}, scheduler.positions()))
+        return durability.checkpoint(snapshot, self.catalog.sources, views)
+
+    def _recover(self) -> None:
+        """start(): restore the newest checkpoint, replay the log, go on logging."""
+        durability = self._durability
+        assert durability is not None
+        durability.recover(self.catalog.sources, self._views, self._scheduler.feed)
+        for name, ring in self._rings.items():
+            watermark = durability.watermark(name)
+            if watermark is not None and watermark != NO_WATERMARK:
+                ring.advance_watermark(watermark)  # late rows stay late across a restart
+        for name in durability.closed & self._rings.keys():
+            self._rings[name].close(reason="it was closed for good (Source.close) in an "
+                                    f"earlier run over {durability.data_dir}")
+        self._scheduler.journal = durability.journal
+        self._recovered = True
+        interval = durability.interval(self.catalog.sources)
+        if interval is not None:
+            durability.start_interval(interval, self.checkpoint)
+
+    def _seal_and_checkpoint(self) -> None:
+        """stop() with durability: refuse pushes, let the engine take what the
+        rings hold, then checkpoint that state, before the input ends (the
+        closing of open windows at the end of this run is not durable state)."""
+        for ring in self._rings.values():
+            ring.seal()
+        thread = self._scheduler.thread
+        while any(ring.pending for ring in self._rings.values()) and thread is not None \
+                and thread.is_alive() and self._scheduler.error is None:
+            time.sleep(0.001)
+        if self._scheduler.error is None and self._durability is not None:
+            self._take_checkpoint(self._durability)
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         """Start the engine thread (`Closed` once stopped or forked)."""
         with self._lock:
             self._check_open()
+            if self._durability is not None and not self._recovered:
+                self._recover()
             self._state = "running"
             self._pid = os.getpid()
             _STARTED.add(self)
@@ -366,9 +452,19 @@ class Runtime:
                 return  # the parent's engine owns these rows: never drain them here
             self._state = "stopped"
             _STARTED.discard(self)
+            if self._durability is not None and self._recovered:
+                self._durability.stop_interval()
+                try:
+                    self._seal_and_checkpoint()
+                finally:
+                    self._durability.flush()
+            if self._durability is not None:
+                self._durability.ending = True  # not a Source.close(): the state stays open
             for ring in self._rings.values():
                 ring.close()
             self._scheduler.stop()
+            if self._durability is not None:
+                self._durability.close()
             if self._pool is not None and self._scheduler.ended:  # nothing runs the graph now
                 self._pool.shutdown(wait=False)
             error = self._scheduler.error
@@ -402,7 +498,8 @@ class Runtime:
 
 
 def _shut_down(
-    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink]
+    scheduler: Scheduler, rings: dict[str, _native.Ring], sinks: dict[str, Sink],
+    durability: Durability | None,
 ) -> None:
     """A runtime was collected (or the interpreter exits): stop its engine.
 
@@ -412,6 +509,8 @@ def _shut_down(
     """
     if scheduler.forked:
         return
+    if durability is not None:
+        durability.ending = True  # as at stop(): the sources were not closed for good
     for ring in list(rings.values()):
         if not ring.closed:  # a stopped database's rings keep their reason
             ring.close(reason="its database is no longer referenced (collected), or the "

@@ -82,8 +82,13 @@ class _Request:
             self.done.set()
 
 
+# The write-ahead log's hook: (source, first, end, rows, watermark) of every
+# micro-batch taken, before the graph sees it (positions are this run's).
+Journal = Callable[[str, int, int, "pl.DataFrame | None", int], None]
+
+
 class _Route:
-    __slots__ = ("consumers", "name", "ring", "schema", "watermark")
+    __slots__ = ("consumed", "consumers", "name", "ring", "schema", "watermark")
 
     def __init__(self, name: str, ring: _native.Ring, schema: pl.Schema) -> None:
         self.name = name
@@ -91,6 +96,7 @@ class _Route:
         self.schema = schema
         self.consumers: list[Consumer] = []
         self.watermark = _native.NO_WATERMARK
+        self.consumed = 0  # the ring's rows taken or dropped, as of the last take
 
 
 class Scheduler:
@@ -111,6 +117,7 @@ class Scheduler:
         self.ended = False  # every consumer has been ended
         self.forked = False  # this is a copy in a forked child: it never runs
         self.requests: collections.deque[_Request] = collections.deque()  # for the barrier
+        self.journal: Journal | None = None  # the write-ahead log's, with durability
         self.batches = 0
 
     # -- topology -------------------------------------------------------------
@@ -303,15 +310,35 @@ class Scheduler:
         with self.lock:
             routes = list(self.routes.values())
         for route in routes:
-            watermark, segments = route.ring.take(MAX_BATCH_ROWS)
+            watermark, segments, consumed = route.ring.take(MAX_BATCH_ROWS)
             if not segments and watermark == route.watermark:
                 continue
             moved = True
-            route.watermark = watermark
             frame = (
                 frame_of(segments, route.schema) if segments
                 else pl.DataFrame(schema=route.schema)
             )
+            if self.journal is not None:  # logged before anything reads the rows
+                self.journal(route.name, route.consumed, consumed,
+                             frame if frame.height else None, watermark)
+            route.consumed, route.watermark = consumed, watermark
             deliver(route.consumers, Delta(frame), watermark, self.fail)
             self.batches += 1
         return moved
+
+    # -- durability ------------------------------------------------------------------
+    def feed(self, source: str, rows: pl.DataFrame | None, watermark: int) -> None:
+        """Hand ``rows`` with ``watermark`` to ``source``'s consumers as a
+        micro-batch would be (replaying the log, before the engine starts)."""
+        route = self.routes[source]
+        frame = pl.DataFrame(schema=route.schema) if rows is None else rows
+        if frame.schema != route.schema:
+            frame = frame.cast(route.schema)
+        route.watermark = watermark
+        deliver(route.consumers, Delta(frame), watermark, self.fail)
+
+    def positions(self) -> dict[str, tuple[int, int]]:
+        """Per source, the ring's rows taken or dropped as of the last take
+        and the watermark it went through the graph with (at a barrier)."""
+        with self.lock:
+            return {name: (r.consumed, r.watermark) for name, r in self.routes.items()}

@@ -1,4 +1,4 @@
-"""`Sink` and `Subscription`: how results leave the engine (SPEC §6).
+"""`Sink` and `Subscription`: how results leave the engine (docs/operations.md, "Reading").
 
 The engine thread calls :meth:`Sink.emit` with each result micro-batch; the
 sink appends a reference to the (immutable) frame to every live
@@ -48,6 +48,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from laminar_polars import _html
+from laminar_polars.catalog import type_text
 from laminar_polars.errors import (
     Closed,
     ConfigError,
@@ -157,6 +159,21 @@ class Sink:
 
     def __repr__(self) -> str:
         return f"Sink({self.name!r}, kind={self.kind!r}, closed={self._closed})"
+
+    def _repr_html_(self) -> str:
+        """The notebook view: columns, kind, and each subscription's lag.
+
+        >>> sink = Sink("out", pl.Schema({"v": pl.Int64}))
+        >>> "v BIGINT" in sink._repr_html_()
+        True
+        """
+        columns = ", ".join(f"{name} {type_text(dtype)}" for name, dtype in self.schema.items())
+        state = "closed" if self._closed else self.kind
+        rows = [[q["id"], q["lag_rows"], q["rows_delivered"], q["dropped_rows"]]
+                for q in self.metrics()]
+        table = _html.table(["subscription", "lag rows", "delivered", "dropped rows"], rows)
+        return _html.block(f"sink {self.name}", [f"<div>{_html.escape(columns)}</div>", table],
+                           state)
 
     @property
     def closed(self) -> bool:

@@ -1,4 +1,4 @@
-"""`Source`: the handle users push rows and Arrow batches into (SPEC §5).
+"""`Source`: the handle users push rows and Arrow batches into (docs/operations.md, "Pushing").
 
 ``push``, ``try_push`` and ``push_batch`` run entirely in the native producer it
 subclasses (no Python frame on the hot path); this module adds what is not hot:
@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from laminar_polars import _native
 from laminar_polars.catalog import ColumnDef, ColumnType, SourceDef
 from laminar_polars.errors import Closed, Full, SchemaError
 
-__all__ = ["Source"]
+__all__ = ["Source", "SyncSource"]
 
 _ARROW_TYPE = {
     ColumnType.STRING: pa.string(),
@@ -306,6 +306,41 @@ class Source(_native.Producer):
 
     def __repr__(self) -> str:
         return f"<Source {self.name!r} {self.channel} pending={self.pending}/{self.capacity}>"
+
+
+class SyncSource(Source):
+    """A handle of a source logged with ``wal_mode='sync'``: every push returns
+    only once its rows are on disk (`await_durable(source, pushed)`, given by
+    the database, waits for the write-ahead log to cover the first ``pushed``
+    rows). Concurrent producers share the log's fsyncs (group commit)."""
+
+    def __init__(self, ring: _native.Ring, definition: SourceDef,
+                 record_type: type | None = None,
+                 await_durable: Callable[[str, int], None] | None = None) -> None:
+        super().__init__(ring, definition, record_type)
+        assert await_durable is not None
+        self.await_durable = await_durable
+
+    def push(self, row: Any) -> None:
+        super().push(row)
+        self.await_durable(self.name, self.ring.pushed)
+
+    def try_push(self, row: Any) -> bool:
+        if not super().try_push(row):
+            return False
+        self.await_durable(self.name, self.ring.pushed)
+        return True
+
+    def push_batch(self, rows: Sequence[Any]) -> None:
+        super().push_batch(rows)
+        self.await_durable(self.name, self.ring.pushed)
+
+    def push_arrow(self, data: Any, *, wait: bool = True) -> None:
+        super().push_arrow(data, wait=wait)
+        self.await_durable(self.name, self.ring.pushed)
+
+    def clone(self) -> SyncSource:
+        return SyncSource(self.ring, self.definition, self.record_type, self.await_durable)
 
 
 def _as_arrow_table(data: Any) -> pa.Table:

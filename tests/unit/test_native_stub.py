@@ -199,7 +199,8 @@ def test_values_have_the_stub_types() -> None:
     check("Doorbell", "wait", bell.wait([ring], bell.rung, 0.0), capsule)
     taken = check("Ring", "take", ring.take(), capsule)
     assert isinstance(taken, tuple)
-    watermark, segments = taken
+    watermark, segments, consumed = taken
+    assert isinstance(consumed, int)
     assert isinstance(watermark, int)
     assert [type(s).__name__ for s in segments] == ["ArrowChunk", "QueuedBatch"]
     for value in (bell, ring, producer, *segments):

@@ -10,9 +10,6 @@ import pytest
 
 import laminar_polars as lp
 
-NOT_IMPLEMENTED = "durability .* is not implemented yet"
-
-
 # -- workers ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("workers", [0, -1, 2.5, True])
@@ -81,22 +78,10 @@ def test_core_affinity_without_sched_setaffinity_is_refused(monkeypatch):
 
 def test_data_dir_is_created_with_its_parents(tmp_path):
     data_dir = tmp_path / "a" / "b" / "state"
-    with pytest.warns(UserWarning, match=NOT_IMPLEMENTED):
-        db = lp.open(lp.Config(data_dir=data_dir))
+    db = lp.open(lp.Config(data_dir=data_dir))
     assert data_dir.is_dir()
     db.stop()
-    with pytest.warns(UserWarning, match=NOT_IMPLEMENTED):
-        lp.open(lp.Config(data_dir=str(data_dir))).stop()  # an existing one is fine
-
-
-def test_data_dir_alone_warns_what_is_not_implemented(tmp_path):
-    with pytest.warns(UserWarning) as record:
-        lp.open(lp.Config(data_dir=tmp_path)).stop()
-    [warning] = record
-    assert str(warning.message) == (
-        "durability (data_dir, checkpoint_interval, wal_mode) is not implemented yet: "
-        "no write-ahead log or checkpoint is written; this database keeps its state "
-        "in memory only")
+    lp.open(lp.Config(data_dir=str(data_dir))).stop()  # an existing one is fine
 
 
 def test_data_dir_under_a_regular_file_is_refused(tmp_path):
@@ -126,10 +111,13 @@ def test_per_source_durability_needs_a_data_dir(db, options):
                          config=lp.SourceConfig(wal_mode="sync"))
 
 
-def test_per_source_durability_with_a_data_dir_warns(tmp_path):
-    with pytest.warns(UserWarning, match=NOT_IMPLEMENTED):
-        db = lp.open(lp.Config(data_dir=tmp_path))
-    with pytest.warns(UserWarning, match=f"source 's': {NOT_IMPLEMENTED}"):
-        db.execute("CREATE SOURCE s (x BIGINT) WITH (checkpoint_interval = '10 seconds')")
-    assert db.execute("SHOW SOURCES")["name"].to_list() == ["s"]
+def test_per_source_durability_takes_effect_with_a_data_dir(tmp_path):
+    """A source's own wal_mode makes its pushes logged (and, sync, durable on return)."""
+    db = lp.open(lp.Config(data_dir=tmp_path))
+    db.execute("CREATE SOURCE s (x BIGINT) WITH (checkpoint_interval = '10 seconds', "
+               "wal_mode = 'sync')")
+    assert type(db.source("s")).__name__ == "SyncSource"
+    db.start()
+    db.source("s").push((1,))
+    assert db.metrics()["durability"]["fsyncs"] >= 1
     db.stop()

@@ -92,9 +92,9 @@ def test_source_metrics_are_exact(db):
         db.source("d").push((x,))
     metrics = db.metrics()["sources"]
     assert metrics["trades"] == {"pushed": 4, "dropped": 0, "late": 1, "rejected": 2,
-                                 "pending": 4, "watermark": at(1900)}
+                                 "pending": 4, "watermark": at(1900), "checkpointed_rows": 0}
     assert metrics["d"] == {"pushed": 5, "dropped": 3, "late": 0, "rejected": 0,
-                            "pending": 2, "watermark": dt.datetime.min}
+                            "pending": 2, "watermark": dt.datetime.min, "checkpointed_rows": 0}
     db.stop()
     assert db.metrics()["sources"]["trades"]["pending"] == 0
     assert db.metrics()["sources"]["trades"]["watermark"] == dt.datetime.max

@@ -1,6 +1,6 @@
-"""The ``laminar-polars`` command (also ``python -m laminar_polars``).
+"""``laminar-polars demo``: live OHLC bars over a synthetic trade feed.
 
-``laminar-polars demo`` runs the SPEC §3 OHLC pipeline on a synthetic trade feed
+``laminar-polars demo`` runs the OHLC pipeline of examples/ohlc.sql on a synthetic trade feed
 and prints each bar as its window closes, with a progress line. Event time is
 simulated: the feed's clock runs ``--speed`` times faster than the wall clock,
 so with the defaults (1 s bars, speed 2, 1,000 trades per simulated second)
@@ -26,7 +26,7 @@ import polars as pl
 import laminar_polars as lp
 from laminar_polars.demo_feed import TradeFeed, Trades, symbol_names
 
-__all__ = ["DemoResult", "build_parser", "main", "run_demo"]
+__all__ = ["DemoResult", "add_arguments", "main", "run_demo"]
 
 SOURCE_DDL = """
 CREATE SOURCE trades (
@@ -152,7 +152,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> DemoResult:
 
     db = lp.open()
     db.execute(SOURCE_DDL.format(delay_ms=args.delay_ms))
-    if args.lazy:  # the same view through the Polars API (SPEC §4)
+    if args.lazy:  # the same view through the Polars API (docs/sql.md)
         every = f"{bar // dt.timedelta(microseconds=1)}us"
         db.create_materialized_view("ohlc", (
             db.stream("trades").group_by_dynamic("ts", every=every, group_by="symbol")
@@ -234,16 +234,8 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> DemoResult:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="laminar-polars",
-        description="laminar_polars: an embedded streaming SQL engine whose query engine "
-                    "is Polars.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {lp.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="command")
-    demo = commands.add_parser(
-        "demo", help="live OHLC bars over a synthetic trade feed",
-        description=__doc__.split("\n\n")[1].replace("``", ""))
+def add_arguments(demo: argparse.ArgumentParser) -> None:
+    """The options of ``laminar-polars demo``."""
     demo.add_argument("--bar", default="1s",
                       help="bar (tumbling window) size, e.g. 500ms, 1s, 1m (default 1s)")
     demo.add_argument("--rows", type=int, help="stop after this many trades")
@@ -268,17 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--lazy", action="store_true",
                       help="define the view as a Polars LazyFrame instead of SQL")
     demo.add_argument("--quiet", action="store_true", help="print the summary line only")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+def main(args: argparse.Namespace) -> int:
+    """Run the demo for parsed ``args``; the exit code."""
     if (args.rows is not None and args.rows < 0) or args.rate <= 0 or args.speed < 0:
-        parser.error("--rows, --rate and --speed must not be negative (--rate > 0)")
+        args.parser.error("--rows, --rate and --speed must not be negative (--rate > 0)")
     try:
         run_demo(args)
     except KeyboardInterrupt:
@@ -287,7 +274,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"laminar-polars demo: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
