@@ -2,8 +2,10 @@
 
 A checkpoint records each view's fingerprint; recovery restores a view's state
 only into a view whose plan has the same one (a changed definition starts
-empty). The walk covers every field of every node: expressions by their text,
-schemas by their column names and types, nested nodes recursively.
+empty). The walk covers every field of every node: expressions by their
+serialized form (their text leaves out a literal list's values: ``x IN (1, 2)``
+prints as ``col("x").is_in([Series])``), schemas by their column names and
+types, nested nodes recursively.
 
 >>> import polars as pl
 >>> from laminar_polars.plan import RowMap, Scan, Step
@@ -13,6 +15,10 @@ schemas by their column names and types, nested nodes recursively.
 >>> fingerprint(one) == fingerprint(RowMap(scan, (Step("filter", (pl.col("x") > 1,)),)))
 True
 >>> fingerprint(one) == fingerprint(two)
+False
+>>> listed = [RowMap(scan, (Step("filter", (pl.col("x").is_in(pl.Series(values)),)),))
+...           for values in ([1, 2], [3, 4])]
+>>> fingerprint(listed[0]) == fingerprint(listed[1])
 False
 """
 
@@ -29,7 +35,7 @@ __all__ = ["fingerprint"]
 
 def _text(value: Any) -> str:
     if isinstance(value, pl.Expr):
-        return f"expr({value})"
+        return f"expr({value.meta.serialize(format='json')})"
     if isinstance(value, pl.Schema):
         return "schema(" + ",".join(f"{k}:{v}" for k, v in value.items()) + ")"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -31,6 +31,7 @@ from laminar_polars.plan import (
     emit_mode,
 )
 from laminar_polars.sql.expressions import Translator, function_name
+from laminar_polars.sql.polars_sql import is_aggregate
 from laminar_polars.sql.row_wise import add_row_steps, condition, output_columns, output_names
 from laminar_polars.sql.semantics import interval_us, node_text
 
@@ -149,7 +150,7 @@ class Aggregation:
                 self.window = window
             elif isinstance(node, (exp.Rollup, exp.Cube, exp.GroupingSets)):
                 raise PlanError(f"GROUP BY {node.key.upper()} is not supported")
-            elif node.find(exp.AggFunc):
+            elif any(is_aggregate(n) for n in node.walk()):
                 raise PlanError(f"aggregate functions are not allowed in GROUP BY: "
                                 f"{node_text(node)}")
             elif isinstance(node, exp.Column):
@@ -236,11 +237,12 @@ class Aggregation:
                 raise PlanError(f"{node_text(node)} does not match the GROUP BY window "
                                 f"{wanted.kind}({wanted.column}, {wanted.spec.describe()})")
             return pl.col(WINDOW_END if window.end else WINDOW_START)
-        if isinstance(node, exp.AggFunc):
+        if is_aggregate(node):
             return pl.col(self._agg(node))
         return None
 
-    def _agg(self, node: exp.AggFunc) -> str:
+    def _agg(self, node: exp.Expr) -> str:
+        """The internal column of aggregate ``node`` (computed once per query)."""
         name, arg = function_name(node), node.this
         func: AggFunc
         expr: pl.Expr | None = None

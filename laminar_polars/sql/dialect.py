@@ -137,6 +137,11 @@ class TokenPositionError(TokenError):
         self.column = column
 
 
+def _as_written(name: str) -> Callable[[list[exp.Expr]], exp.Expr]:
+    """Read the function ``name`` as a plain call, as written."""
+    return lambda args: exp.Anonymous(this=name, expressions=args)
+
+
 def _show(kind: str) -> Callable[[Laminar.Parser], exp.Show]:
     return lambda self: self.expression(exp.Show(this=kind))
 
@@ -176,6 +181,15 @@ class Laminar(RisingWave):
                 ) from error
 
     class Parser(_RisingWaveParser):
+        FUNCTIONS = {
+            **_RisingWaveParser.FUNCTIONS,
+            # A view's functions mean what Polars SQL says: sqlglot reads LOG10(x) as
+            # LOG(10, x), PostgreSQL's order (base first), but Polars' LOG takes the
+            # base second, so these stay as written.
+            # BIT_AND(a, b) is a bitwise AND of two values in Polars SQL, not an aggregate.
+            **{name: _as_written(name) for name in ("LOG10", "LOG2", "BIT_AND", "BIT_OR",
+                                                    "BIT_XOR")},
+        }
         STATEMENT_PARSERS = {
             **_RisingWaveParser.STATEMENT_PARSERS,
             TokenType.DESCRIBE: lambda self: self._parse_describe_or_explain(),
@@ -314,6 +328,9 @@ class Laminar(RisingWave):
             ExplainStatement: lambda self, e: f"EXPLAIN {self.sql(e, 'this')}",
             # The base generator only knows MySQL's and Snowflake's SHOW variants.
             exp.Show: lambda self, e: f"SHOW {e.name}",
+            # PostgreSQL's generator writes TRY_CAST as a (strict) CAST; a view's
+            # text must say what it does.
+            exp.TryCast: lambda self, e: self.cast_sql(e, safe_prefix="TRY_"),
         }
         PROPERTIES_LOCATION = {
             **_RisingWaveGenerator.PROPERTIES_LOCATION,

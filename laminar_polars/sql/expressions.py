@@ -1,27 +1,33 @@
 """Scalar SQL expressions (sqlglot trees) → Polars expressions.
 
-One walk, in :class:`Translator`, turns a sqlglot expression into a ``pl.Expr``
-over the columns of a schema; no SQL text is ever handed to Polars. The caller
-may pass a ``hook`` that is asked first about every node: the SELECT planner
-uses it to replace aggregates, window calls and GROUP BY expressions by
-columns of an aggregate's internal frame. What each constant, operator and
-function means on its own is in `laminar_polars.sql.semantics`.
+A view's scalar SQL means what Polars SQL means, so Polars builds it: one walk, in
+:class:`Translator`, writes an expression's tree back as Polars SQL text and hands
+it to ``pl.sql_expr`` (`laminar_polars.sql.polars_sql`). On the way the translator
+does what Polars' expression parser cannot, since it sees the text alone:
 
-Semantics follow Polars SQL (SPEC §3): ``/`` is true division (``7 / 2`` is
-``3.5``; dividing by zero gives ``inf``/``NaN``); ``%`` is SQL's truncated
-remainder (the sign of the dividend: ``-7 % 2`` is ``-1``; ``% 0`` is null for
-integers); AND/OR/NOT use three-valued logic; ``CAST`` is strict
-(``TRY_CAST`` gives null instead of failing); non-integer numeric literals are
-``Float64``. A string literal compared with a TIMESTAMP or DATE column is read
-as a timestamp or date.
+* it names columns: a reference becomes the schema's column it means (an
+  unquoted name matches case-insensitively; over a join, ``q.ts`` is the join's
+  ``ts:q``);
+* it asks a ``hook`` first about every node: the SELECT planner replaces
+  aggregates, window calls and GROUP BY expressions by columns of an
+  aggregate's internal frame;
+* it gives Polars the types a query's schema would: a string literal compared
+  with a TIMESTAMP or DATE becomes one, a CAST of a string column to a TIMESTAMP
+  or DATE parses it, and ``date_trunc`` and ``TRY_CAST`` of a string to a
+  TIMESTAMP or DATE are built here (as a whole expression, an aggregate's
+  argument or a GROUP BY key: Polars' parser cannot take them inside another);
+* it refuses what a view cannot compute row by row, naming it: aggregates where
+  no aggregate is computed, window functions, subqueries, and functions whose
+  value is not a function of the row (``now()``, ``random()``).
 
 >>> import polars as pl, sqlglot
 >>> import laminar_polars.sql  # registers the "laminar" dialect
->>> t = Translator(pl.Schema({"price": pl.Float64, "qty": pl.Int64}))
->>> tree = sqlglot.parse_one("price * qty > 100 AND qty % 3 = 2", read="laminar")
->>> frame = pl.DataFrame({"price": [10.0, 50.0], "qty": [20, 4]})
+>>> t = Translator(pl.Schema({"price": pl.Float64, "sym": pl.String}))
+>>> tree = sqlglot.parse_one("price * 2 > 100 AND SPLIT_PART(SYM, '.', 1) = 'A'",
+...                          read="laminar")
+>>> frame = pl.DataFrame({"price": [10.0, 60.0], "sym": ["A.X", "A.Y"]})
 >>> frame.filter(t(tree)).to_dicts()
-[{'price': 10.0, 'qty': 20}]
+[{'price': 60.0, 'sym': 'A.Y'}]
 """
 
 from __future__ import annotations
@@ -32,23 +38,15 @@ import polars as pl
 from sqlglot import exp
 
 from laminar_polars.errors import CatalogError, PlanError
-from laminar_polars.sql.semantics import (
-    ARITHMETIC,
-    COMPARISONS,
-    NUMERIC_FUNCTIONS,
-    STRING_FUNCTIONS,
-    cast_type,
-    int_literal,
-    interval_us,
-    is_string_literal,
-    literal_value,
-    node_text,
-    number_literal,
-    parse_date,
-    parse_timestamp,
-    sql_like,
-    temporal_literal,
+from laminar_polars.sql.polars_sql import (
+    WINDOW_FUNCTIONS,
+    build,
+    date_trunc,
+    is_aggregate,
+    nondeterministic,
+    try_parse,
 )
+from laminar_polars.sql.semantics import node_text
 
 __all__ = ["Columns", "Hook", "Translator", "function_name"]
 
@@ -58,6 +56,16 @@ Hook = Callable[[exp.Expr], "pl.Expr | None"]
 # it) and the output column holding it (``ts``, or ``ts:q`` where the left
 # side has a ``ts`` too).
 Columns = Mapping[str, Mapping[str, str]]
+
+# Where Polars SQL reads a string literal as the type of what it is compared with.
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ,
+                exp.NullSafeNEQ)
+# The SQL type Polars SQL reads a string as, when compared with a column of a type.
+_TEMPORAL_SQL = {pl.Datetime: "TIMESTAMP", pl.Date: "DATE"}
+# CAST targets Polars SQL reaches from a string column by parsing it (the
+# functions it calls when it knows the column is a string).
+_PARSED_BY = {exp.DType.TIMESTAMP: "TIMESTAMP", exp.DType.DATETIME: "TIMESTAMP",
+              exp.DType.TIMESTAMPNTZ: "TIMESTAMP", exp.DType.DATE: "DATE"}
 
 
 def function_name(node: exp.Expr) -> str:
@@ -76,10 +84,10 @@ class Translator:
     may add columns while a tree is walked). ``qualifiers`` are the table names
     a column reference may be qualified with; over a join, `Columns`: which
     output column each relation's column is (a column both sides have must
-    then be qualified). ``hook(node)`` is asked first
-    about every node and may return the expression to use instead. ``clause``
-    names where the expression stands, for messages ("WHERE", "an aggregate's
-    argument").
+    then be qualified). ``hook(node)`` is asked first about every node and may
+    return the expression to use instead: a column, if the node is inside an
+    expression Polars SQL builds. ``clause`` names where the expression stands,
+    for messages ("WHERE", "an aggregate's argument").
     """
 
     def __init__(
@@ -142,167 +150,130 @@ class Translator:
     # -- the walk ------------------------------------------------------------------
 
     def __call__(self, node: exp.Expr) -> pl.Expr:
+        own = self._own(node)
+        if own is not None:
+            return own
+        return build(self._written(node.copy()), node)
+
+    def _own(self, node: exp.Expr) -> pl.Expr | None:
+        """The expression for ``node`` when the translator, not Polars SQL, makes
+        it: what the hook replaces, a column, ``date_trunc``."""
         if self.hook is not None:
             replaced = self.hook(node)
             if replaced is not None:
                 return replaced
-        return self._translate(node)
-
-    def _translate(self, node: exp.Expr) -> pl.Expr:
-        kind = type(node)
-        if isinstance(node, exp.Paren):
-            return self(node.this)
         if isinstance(node, exp.Column):
             if isinstance(node.this, exp.Star):
                 raise PlanError(f"* is not allowed in {self.clause}")
             return pl.col(self.column_name(node))
-        if isinstance(node, (exp.Literal, exp.Boolean, exp.Null)):
-            return pl.lit(literal_value(node))
-        if isinstance(node, exp.Neg):
-            if isinstance(node.this, exp.Literal) and not node.this.is_string:
-                return pl.lit(-number_literal(node.this))
-            return -self(node.this)
-        if kind in ARITHMETIC:
-            return ARITHMETIC[kind](self(node.this), self(node.expression))
-        if kind in COMPARISONS:
-            left, right = self._comparable(node.this, node.expression)
-            return COMPARISONS[kind](left, right)
-        if isinstance(node, exp.And):
-            return self(node.this) & self(node.expression)
-        if isinstance(node, exp.Or):
-            return self(node.this) | self(node.expression)
-        if isinstance(node, exp.Not):
-            return ~self(node.this)
-        if isinstance(node, exp.Is):
-            return self._is(node)
-        if isinstance(node, exp.In):
-            return self._in(node)
-        if isinstance(node, exp.Between):
-            value, low = self._comparable(node.this, node.args["low"])
-            _, high = self._comparable(node.this, node.args["high"])
-            return (value >= low) & (value <= high)
-        if isinstance(node, (exp.Like, exp.ILike)):
-            return self._like(node)
-        if isinstance(node, exp.Case):
-            return self._case(node)
-        if isinstance(node, exp.If):
-            false = node.args.get("false")
-            then = pl.when(self(node.this)).then(self(node.args["true"]))
-            return then.otherwise(self(false) if false is not None else pl.lit(None))
-        if isinstance(node, exp.Cast):  # also TryCast
-            return self._cast(node)
-        if isinstance(node, exp.Interval):
-            return pl.duration(microseconds=interval_us(node))
-        if isinstance(node, exp.Coalesce):
-            return pl.coalesce([self(node.this), *map(self, node.expressions)])
-        if kind in STRING_FUNCTIONS:
-            return STRING_FUNCTIONS[kind](self(node.this))
-        if kind in NUMERIC_FUNCTIONS:
-            return NUMERIC_FUNCTIONS[kind](self(node.this))
-        if isinstance(node, exp.Round):
-            return self(node.this).round(int_literal(node.args.get("decimals"), "ROUND's digits"))
-        if isinstance(node, exp.DPipe):
-            return pl.concat_str([self(node.this), self(node.expression)])
-        return self._refuse(node)
+        if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc)):
+            return self._date_trunc(node)
+        if isinstance(node, exp.TryCast) and not isinstance(node.this, exp.Literal) and (
+                sql_type := _PARSED_BY.get(node.to.this)) is not None:
+            value = self(node.this)
+            if self.dtype(value) == pl.String:
+                return try_parse(value, sql_type)
+        return None
 
-    def _refuse(self, node: exp.Expr) -> pl.Expr:
+    def _written(self, node: exp.Expr) -> exp.Expr:
+        """``node`` (a copy, changed in place) as Polars SQL is to read it: its
+        columns named as the schema names them, its literals typed."""
+        self._refuse(node)
+        for child in list(node.iter_expressions()):
+            own = self._own(child)
+            if own is None:
+                written = self._written(child)
+                if written is not child:
+                    child.replace(written)
+            elif own.meta.is_column():
+                child.replace(exp.column(own.meta.output_name(), quoted=True))
+            else:
+                raise PlanError(
+                    f"{node_text(child)} inside {node_text(node)} is not supported: Polars' SQL "
+                    "expression parser cannot build it without its argument's type, so a view "
+                    "builds it itself, as a whole expression; compute it in a subquery "
+                    "(SELECT ... AS t FROM ...) and use t")
+        return self._typed(node)
+
+    def _refuse(self, node: exp.Expr) -> None:
+        """What a view cannot compute row by row, named."""
         if isinstance(node, exp.Window):
             raise PlanError(f"window functions with OVER are not supported: {node_text(node)}")
-        if isinstance(node, (exp.Subquery, exp.Select)):
+        if isinstance(node, exp.In) and node.args.get("query") is not None:
+            raise PlanError(f"IN (subquery) is not supported: {node_text(node)}")
+        if isinstance(node, (exp.Subquery, exp.Select, exp.Exists)):
             raise PlanError(f"subqueries in expressions are not supported: {node_text(node)}")
-        if isinstance(node, exp.AggFunc):
-            raise PlanError(f"aggregate function {function_name(node)}() is not allowed in "
+        if is_aggregate(node) or isinstance(node, exp.Filter):
+            called = node.this if isinstance(node, exp.Filter) else node
+            raise PlanError(f"aggregate function {function_name(called)}() is not allowed in "
                             f"{self.clause}: {node_text(node)}")
+        if isinstance(node, WINDOW_FUNCTIONS):
+            raise PlanError(f"{function_name(node)}() is not allowed in a view: it reads other "
+                            f"rows than the current one, or makes more: {node_text(node)}")
+        if nondeterministic(node):
+            raise PlanError(
+                f"{node_text(node)} is not allowed in a view: its value is not a function of "
+                "the row, so recomputing the view (a restart replaying the log, Polars in "
+                "batch over the same rows) would give other rows; use the event-time column")
         if isinstance(node, exp.Anonymous):
-            if function_name(node).split("_")[0] in ("tumble", "hop", "session"):
+            prefix = function_name(node).split("_")[0]
+            if prefix in ("tumble", "hop", "session"):
                 raise PlanError(
                     f"{function_name(node)}(...) is only allowed in a query grouped by the same "
-                    f"window (GROUP BY {function_name(node).split('_')[0]}(...)), "
-                    f"not in {self.clause}"
-                )
-            raise PlanError(f"unknown function {function_name(node)}")
-        if isinstance(node, exp.Func):
-            raise PlanError(f"function {function_name(node)} is not supported: {node_text(node)}")
-        raise PlanError(f"{node.key.upper()} is not supported: {node_text(node)}")
+                    f"window (GROUP BY {prefix}(...)), not in {self.clause}")
 
-    # -- pieces ----------------------------------------------------------------------
+    # -- types Polars SQL would read from a schema ------------------------------------
 
-    def _comparable(self, left: exp.Expr, right: exp.Expr) -> tuple[pl.Expr, pl.Expr]:
-        """Both sides; a string literal facing a TIMESTAMP/DATE side becomes one."""
-        a, b = self(left), self(right)
-        if is_string_literal(right):
-            b = _first(temporal_literal(right, self.dtype(a)), b)
-        elif is_string_literal(left):
-            a = _first(temporal_literal(left, self.dtype(b)), a)
-        return a, b
+    def _typed(self, node: exp.Expr) -> exp.Expr:
+        """``node`` with the types Polars SQL would take from a schema written in:
+        it reads a string literal compared with a TIMESTAMP or DATE as one, and
+        parses a string CAST to one, which the text alone does not say."""
+        if isinstance(node, _COMPARISONS):
+            self._read_as(node.this, node.expression)
+            self._read_as(node.expression, node.this)
+        elif isinstance(node, exp.Between):
+            self._read_as(node.this, node.args["low"])
+            self._read_as(node.this, node.args["high"])
+        elif isinstance(node, exp.In):
+            for item in node.expressions:
+                self._read_as(node.this, item)
+        elif type(node) is exp.Cast and not isinstance(node.this, exp.Literal):
+            parse = _PARSED_BY.get(node.to.this)
+            if parse is not None and self._written_type(node.this) == pl.String:
+                return exp.Anonymous(this=parse, expressions=[node.this])
+        return node
 
-    def _is(self, node: exp.Is) -> pl.Expr:
-        value, test = self(node.this), node.expression
-        if isinstance(test, exp.Null):
-            return value.is_null()
-        if isinstance(test, exp.Boolean):
-            return (value if test.this else ~value).fill_null(False)
-        raise PlanError(f"unsupported IS test: {node_text(node)}")
+    def _read_as(self, subject: exp.Expr, literal: exp.Expr) -> None:
+        """A string ``literal`` compared with a temporal ``subject`` → a CAST to its type."""
+        if not (isinstance(literal, exp.Literal) and literal.is_string) or isinstance(
+                subject, exp.Literal):
+            return
+        dtype = self._written_type(subject)
+        sql_type = next((name for kind, name in _TEMPORAL_SQL.items()
+                         if isinstance(dtype, kind)), None)
+        if sql_type is None:
+            return
+        cast = exp.cast(literal.copy(), sql_type)
+        try:
+            pl.select(build(cast))
+        except (PlanError, pl.exceptions.PolarsError):
+            raise PlanError(f"cannot read {literal.name!r} as a {sql_type}") from None
+        literal.replace(cast)
 
-    def _in(self, node: exp.In) -> pl.Expr:
-        if node.args.get("query") is not None or node.args.get("unnest") is not None:
-            raise PlanError(f"IN (subquery) is not supported: {node_text(node)}")
-        items = node.expressions
-        if not items:
-            raise PlanError(f"IN needs a list of values: {node_text(node)}")
-        if all(isinstance(i, exp.Literal) for i in items) and not any(
-            is_string_literal(i) for i in items
-        ):
-            return self(node.this).is_in([literal_value(i) for i in items])
-        tests = [a == b for a, b in (self._comparable(node.this, i) for i in items)]
-        result = tests[0]
-        for test in tests[1:]:
-            result = result | test
-        return result
+    def _written_type(self, node: exp.Expr) -> pl.DataType | None:
+        """The type of an already written subtree, None if Polars cannot build it."""
+        try:
+            return self.dtype(build(node))
+        except PlanError:
+            return None
 
-    def _like(self, node: exp.Like | exp.ILike) -> pl.Expr:
-        pattern = node.expression
-        if not is_string_literal(pattern):
-            raise PlanError(f"LIKE needs a string literal pattern: {node_text(node)}")
+    def _date_trunc(self, node: exp.TimestampTrunc | exp.DateTrunc) -> pl.Expr:
+        unit = node.args.get("unit")
+        if node.args.get("zone") is not None or not isinstance(unit, (exp.Var, exp.Literal)):
+            raise PlanError(f"{node_text(node)}: date_trunc takes a unit given as text and a "
+                            "TIMESTAMP or DATE: date_trunc('hour', ts)")
         value = self(node.this)
-        result = sql_like(value, pattern.name, isinstance(node, exp.ILike))
-        return ~result if node.args.get("negate") else result
-
-    def _case(self, node: exp.Case) -> pl.Expr:
-        subject = node.this
-        branches: list[tuple[pl.Expr, pl.Expr]] = []
-        for branch in node.args.get("ifs") or []:
-            if subject is not None:
-                left, right = self._comparable(subject, branch.this)
-                condition = left == right
-            else:
-                condition = self(branch.this)
-            branches.append((condition, self(branch.args["true"])))
-        if not branches:
-            raise PlanError(f"CASE needs at least one WHEN: {node_text(node)}")
-        default = node.args.get("default")
-        result = self(default) if default is not None else pl.lit(None)
-        # Nested from the last WHEN out, each an `otherwise` of the one before: the
-        # very expression Polars builds for a when/then/when/then chain.
-        for condition, value in reversed(branches):
-            result = pl.when(condition).then(value).otherwise(result)
-        return result
-
-    def _cast(self, node: exp.Cast) -> pl.Expr:
-        target = cast_type(node)
-        strict = not isinstance(node, exp.TryCast)
-        inner = node.this
-        if is_string_literal(inner) and isinstance(target, (pl.Datetime, pl.Date)):
-            if isinstance(target, pl.Datetime):
-                return pl.lit(parse_timestamp(inner.name), dtype=target)
-            return pl.lit(parse_date(inner.name), dtype=target)
-        value = self(inner)
-        if isinstance(target, (pl.Datetime, pl.Date)) and self.dtype(value) == pl.String:
-            # Polars 2 casts strings to temporals only through str.to_*.
-            if isinstance(target, pl.Datetime):
-                return value.str.to_datetime(time_unit="us", strict=strict)
-            return value.str.to_date(strict=strict)
-        return value.cast(target, strict=strict)
+        return date_trunc(unit.name, value, self.dtype(value), node_text(node))
 
 
 def _lookup(name: str, columns: Mapping[str, str], quoted: bool) -> str | None:
@@ -315,7 +286,3 @@ def _lookup(name: str, columns: Mapping[str, str], quoted: bool) -> str | None:
         if len(folded) == 1:
             return columns[folded[0]]
     return None
-
-
-def _first(expr: pl.Expr | None, default: pl.Expr) -> pl.Expr:
-    return default if expr is None else expr

@@ -90,6 +90,7 @@ from laminar_polars.plan import (
 from laminar_polars.sql.aggregation import Aggregation
 from laminar_polars.sql.expressions import Columns, Translator
 from laminar_polars.sql.joins import plan_from
+from laminar_polars.sql.polars_sql import is_aggregate
 from laminar_polars.sql.row_wise import (
     add_row_steps,
     condition,
@@ -215,7 +216,7 @@ def _plan(query: exp.Expr, relation: Callable[[str], Scan], emit: str | None,
     steps = [Step("filter", (condition(scope, where.this, "WHERE"),))] if where else []
     items = select_items(query, source.schema, qualifiers)
     aggregated = bool(query.args.get("group") or query.args.get("having")) or any(
-        node.find(exp.AggFunc) for node, _ in items
+        is_aggregate(part) for node, _ in items for part in node.walk()
     )
     if not aggregated:
         scope.clause = "the select list"

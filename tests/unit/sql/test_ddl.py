@@ -297,6 +297,8 @@ def test_several_statements_in_order_skipping_empty_ones() -> None:
         "SHOW MATERIALIZED VIEWS",
         "EXPLAIN SELECT a FROM t",
         "CREATE MATERIALIZED VIEW v AS SELECT a FROM t EMIT ON WINDOW CLOSE",
+        # written as read, not as PostgreSQL would mean them: Polars SQL's meanings
+        "SELECT TRY_CAST(a AS BIGINT), LOG10(x), LOG2(x), BIT_AND(a, 3) FROM t",
     ],
 )
 def test_dialect_round_trip(sql: str) -> None:
@@ -304,7 +306,8 @@ def test_dialect_round_trip(sql: str) -> None:
     assert not isinstance(tree, exp.Command)
     assert tree.sql(dialect="laminar") == sql
     assert isinstance(
-        sqlglot.parse_one(sql, read=Laminar), (exp.Show, ExplainStatement, exp.Create)
+        sqlglot.parse_one(sql, read=Laminar),
+        (exp.Show, ExplainStatement, exp.Create, exp.Select),
     )
 
 

@@ -210,8 +210,8 @@ RELATIONS["nums"] = Scan("nums", NUMS.schema, None)
         ("NOT flag", [False, True, None, False]),
         ("a IS NULL", [False, False, False, True]),
         ("a IS NOT NULL", [True, True, True, False]),
-        ("flag IS TRUE", [True, False, False, True]),
-        ("flag IS FALSE", [False, True, False, False]),
+        ("flag IS TRUE", [True, False, None, True]),  # Polars SQL: NULL IS TRUE is NULL
+        ("flag IS FALSE", [False, True, None, False]),
         ("a IS DISTINCT FROM 7", [False, True, False, True]),
         ("a IS NOT DISTINCT FROM NULL", [False, False, False, True]),
         ("a IN (7, 8)", [True, False, True, None]),
@@ -258,6 +258,8 @@ RELATIONS["nums"] = Scan("nums", NUMS.schema, None)
 def test_scalar_expression(expression, expected):
     result = column(f"SELECT {expression} AS out FROM nums", NUMS)
     assert result == expected
+    batch = pl.SQLContext(nums=NUMS).execute(f"SELECT {expression} AS out FROM nums", eager=True)
+    assert result == batch["out"].to_list()  # what Polars SQL says
 
 
 def test_division_is_float_and_remainder_keeps_the_integer_type():
@@ -513,7 +515,7 @@ def test_aggregate_arguments_are_expressions_and_identical_aggregates_are_shared
     assert [(a.name, a.func) for a in node.aggs] == [
         ("__agg0", "sum"), ("__agg1", "max"), ("__agg2", "min"), ("__agg3", "sum"),
         ("__agg4", "count")]
-    assert str(node.aggs[0].expr) == '[(col("price")) * (col("qty"))]'
+    assert node.aggs[0].expr.meta.root_names() == ["price", "qty"]
     assert str(node.output[2]) == '[(col("__agg1")) - (col("__agg2"))].alias("spread")'
     assert evaluate(node).to_dicts() == [
         {"symbol": "A", "notional": 112.0, "spread": 2.0, "high": 12.0, "mean_qty": 3.5},
@@ -621,8 +623,9 @@ def test_window_over_a_window_subquery():
         ("WITH x AS (SELECT * FROM trades) SELECT * FROM x", "WITH"),
         ("SELECT (SELECT 1) FROM trades", "subqueries in expressions"),
         ("SELECT price FROM trades WHERE qty IN (SELECT v FROM static)", r"IN \(subquery\)"),
-        ("SELECT foo(price) FROM trades", "unknown function foo"),
-        ("SELECT sqrt(price) FROM trades", "function sqrt is not supported"),
+        ("SELECT foo(price) FROM trades",
+         r"FOO\(price\): unsupported function 'foo' \(a view's functions are those of Polars SQL"),
+        ("SELECT md5(symbol) FROM trades", "unsupported function 'md5'"),
         ("SELECT stddev(price) FROM trades", "aggregate function stddev is not supported"),
         ("SELECT sum(DISTINCT qty) FROM trades", r"sum\(DISTINCT ...\) is not supported"),
         ("SELECT count(DISTINCT qty, price) FROM trades", "takes one expression"),
@@ -634,18 +637,16 @@ def test_window_over_a_window_subquery():
         ("SELECT max(sum(qty)) FROM trades", "not allowed in an aggregate's argument"),
         ("SELECT * , count(*) FROM trades", "must appear in GROUP BY"),
         ("SELECT count(*) FROM trades GROUP BY ROLLUP(symbol)", "ROLLUP is not supported"),
-        ("SELECT ts + INTERVAL '1' MONTH FROM trades", "months and years"),
-        ("SELECT CAST(price AS DECIMAL) FROM trades", "unsupported type"),
         ("SELECT upper(price) FROM trades", "does not type-check"),
         ("SELECT price FROM trades WHERE qty", "WHERE needs a boolean condition, got Int64"),
         ("SELECT symbol FROM trades GROUP BY symbol HAVING sum(qty)", "HAVING needs a boolean"),
         ("SELECT price AS x, qty AS x FROM trades", "output column name 'x' is given twice"),
-        ("SELECT symbol LIKE 'a!%' ESCAPE '!' FROM trades", "ESCAPE is not supported"),
-        ("SELECT symbol LIKE symbol FROM trades", "LIKE needs a string literal pattern"),
+        ("SELECT symbol LIKE 'a!%' ESCAPE '!' FROM trades", "ESCAPE char for LIKE/ILIKE is not"),
+        ("SELECT symbol LIKE symbol FROM trades", "pattern must be a string literal"),
         ("SELECT 1", "needs FROM"),
         ("SELECT * FROM db.trades", "qualified names are not supported"),
         ("SELECT * FROM trades AS t(a, b)", "column aliases in FROM"),
-        ("SELECT ROUND(price, qty) FROM trades", "must be an integer literal"),
+        ("SELECT ROUND(price, qty) FROM trades", r"ROUND\(price, qty\): invalid value for ROUND"),
         ("SELECT price FROM trades WHERE ts > 'yesterday'",
          "cannot read 'yesterday' as a TIMESTAMP"),
         ("SELECT count() FROM trades", r"count\(\) needs an argument"),
