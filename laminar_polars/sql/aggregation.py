@@ -126,6 +126,7 @@ class Aggregation:
         self.window: _Window | None = None
         self.aggs: list[Agg] = []
         self.args = Translator(source.schema, scope.qualifiers, clause="an aggregate's argument")
+        self.filters = Translator(source.schema, scope.qualifiers, clause="an aggregate's FILTER")
         self._group_by()
         self.input = add_row_steps(source, self.steps)
 
@@ -237,12 +238,15 @@ class Aggregation:
                 raise PlanError(f"{node_text(node)} does not match the GROUP BY window "
                                 f"{wanted.kind}({wanted.column}, {wanted.spec.describe()})")
             return pl.col(WINDOW_END if window.end else WINDOW_START)
+        if isinstance(node, exp.Filter) and is_aggregate(node.this):
+            return pl.col(self._agg(node.this, node.expression.this))
         if is_aggregate(node):
             return pl.col(self._agg(node))
         return None
 
-    def _agg(self, node: exp.Expr) -> str:
-        """The internal column of aggregate ``node`` (computed once per query)."""
+    def _agg(self, node: exp.Expr, where: exp.Expr | None = None) -> str:
+        """The internal column of aggregate ``node`` (computed once per query), over
+        the rows where ``where`` (its FILTER) holds, if given."""
         name, arg = function_name(node), node.this
         func: AggFunc
         expr: pl.Expr | None = None
@@ -268,6 +272,8 @@ class Aggregation:
         else:
             raise PlanError(f"aggregate function {name} is not supported; "
                             f"supported: {_SUPPORTED}")
+        if where is not None:
+            func, expr = self._filtered(node, func, expr, where)
         for agg in self.aggs:
             same_expr = agg.expr is expr is None or (
                 agg.expr is not None and expr is not None and agg.expr.meta.eq(expr))
@@ -276,3 +282,20 @@ class Aggregation:
         self.aggs.append(Agg(f"__agg{len(self.aggs)}", func, expr,
                              order="event", null_sum="null", count_null=False))
         return self.aggs[-1].name
+
+    def _filtered(self, node: exp.Expr, func: AggFunc, expr: pl.Expr | None,
+                  where: exp.Expr) -> tuple[AggFunc, pl.Expr]:
+        """``func`` over ``expr`` FILTER (WHERE ``where``): the same aggregate over
+        a column that is null where the filter does not hold, which every
+        aggregate but first/last skips; computed row by row before the
+        aggregate, so its partials merge as before. count(*) becomes a count of
+        the rows the filter keeps."""
+        if func in ("first", "last"):
+            raise PlanError(f"{function_name(node)}(...) FILTER (WHERE ...) is not supported: "
+                            "first and last values take nulls too, so filtered-out rows cannot "
+                            "be told from null values; filter the rows in WHERE or a subquery")
+        keep = condition(self.filters, where, "FILTER")
+        if func == "count_star":
+            return "count", pl.when(keep).then(pl.lit(True))
+        assert expr is not None
+        return func, pl.when(keep).then(expr)

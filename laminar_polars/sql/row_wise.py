@@ -72,7 +72,7 @@ def output_names(items: list[tuple[exp.Expr, str | None]]) -> list[str]:
 
 
 def _derived_name(node: exp.Expr) -> str | None:
-    while isinstance(node, (exp.Paren, exp.Cast)):
+    while isinstance(node, (exp.Paren, exp.Cast, exp.Filter)):  # count(*) FILTER: count
         node = node.this
     if isinstance(node, exp.Column):
         return node.name

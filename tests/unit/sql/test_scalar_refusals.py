@@ -56,6 +56,12 @@ def plan(select: str) -> Node:
         ("SELECT unnest(string_to_array(note, ',')) FROM trades",
          r"explode\(\) is not allowed in a view: it reads other rows than the current one, or "
          r"makes more"),
+        # FILTER where its rows could not be told from null values
+        ("SELECT symbol, first_value(price) FILTER (WHERE qty > 1) FROM trades GROUP BY symbol",
+         r"first_value\(...\) FILTER \(WHERE ...\) is not supported: first and last values "
+         "take nulls too"),
+        ("SELECT symbol, sum(qty) FILTER (WHERE qty) FROM trades GROUP BY symbol",
+         "FILTER needs a boolean condition, got Int64"),
         # what Polars' expression parser cannot build inside another expression
         ("SELECT strftime(date_trunc('hour', ts), '%H') FROM trades",
          r"DATE_TRUNC\('HOUR', ts\) inside STRFTIME\(DATE_TRUNC\('HOUR', ts\), '%H'\) is not "

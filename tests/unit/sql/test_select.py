@@ -301,6 +301,9 @@ def test_aggregate_default_names():
                 "first_value(price), last_value(price), count(DISTINCT symbol) FROM trades")
     assert list(node.schema) == ["count", "count_1", "sum", "avg", "max", "max_1",
                                  "first_value", "last_value", "count_2"]
+    filtered = plan("SELECT count(*) FILTER (WHERE qty > 1), sum(qty) FILTER (WHERE qty > 1), "
+                    "max(price) FILTER (WHERE qty > 1) + 1 FROM trades")
+    assert list(filtered.schema) == ["count", "sum", "_col3"]
 
 
 # -- windowed aggregates -----------------------------------------------------------------------
