@@ -192,6 +192,13 @@ class Aggregates:
                  for e in f.unpack(a, to_time)]
         return partials.with_columns(times) if times else partials
 
+    def partial_of_nothing(self, projected: pl.LazyFrame) -> pl.LazyFrame:
+        """The one partial row of no rows at all (counts 0, sums empty, extremes
+        null), laid out like `partials` without its group columns. ``projected``
+        gives the input columns' types; its rows are not read."""
+        nothing = pl.LazyFrame(schema=projected.collect_schema())
+        return nothing.select(self._partial_exprs(False))
+
     def row_partials(self, projected: pl.LazyFrame, group: Sequence[str]) -> pl.LazyFrame:
         """Each projected row as a partial of its own, laid out like `partials`
         so the two stack: a few rows can then be merged without a group_by."""

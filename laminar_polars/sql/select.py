@@ -20,7 +20,8 @@ list, conditions and row-wise steps that all three plans share are in
 Aggregates: ``count(*)``, ``count(x)``, ``count(DISTINCT x)``, ``sum``, ``min``, ``max``,
 ``avg``, ``first_value``, ``last_value`` (by event time), over any scalar expression;
 all but first/last also with ``FILTER (WHERE ...)``; identical ones are computed
-once as ``__agg0``, ``__agg1``... Expression keys of
+once as ``__agg0``, ``__agg1``... Without GROUP BY, the view holds one row from the
+start (count 0, sum NULL: `laminar_polars.engine.ops.keyed`). Expression keys of
 GROUP BY are computed first as ``__key0``... GROUP BY may also name a select item
 by its alias or position. Scalar expressions: see `laminar_polars.sql.expressions`.
 

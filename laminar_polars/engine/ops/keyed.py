@@ -10,6 +10,11 @@ A distinct count (``count(DISTINCT x)``) keeps its distinct ``(key, value)``
 pairs in a `KeyedState` of their own; the batch's pairs not stored yet are
 new, and each key's count of them is added to the count in its row.
 
+Without keys (SQL without GROUP BY) the aggregate holds one row from the start,
+as Polars computes it over no rows (``count(*)`` 0, ``sum`` NULL in SQL): its
+`contents`, which ``db.query`` reads. Nothing is emitted for it (no input
+changed it); the first batch's row goes downstream as the key's insert.
+
 Durable state: the partial rows (``partials``) and each distinct count's pairs
 (``distinct<i>``), each as a KeyedState's two parts. Caches: the key hashes.
 """
@@ -151,6 +156,15 @@ class KeyedAggregate(Operator):
     def contents(self, state: State) -> pl.DataFrame | None:
         rows = self.partials.merge_parts(state.frame("partials.cold"),
                                          state.frame("partials.hot"))
-        if rows is None:
+        if rows is None and self.keys:
             return None
-        return collect(self._finish(self.calc.finalize(rows.lazy(), self.group, None)))
+        partials = self._nothing() if rows is None else rows.lazy()
+        return collect(self._finish(self.calc.finalize(partials, self.group, None)))
+
+    def _nothing(self) -> pl.LazyFrame:
+        """The one row of an aggregate without keys before any input, as partials
+        (each distinct count held under its name, as `_merged` leaves it)."""
+        projected = self.calc.project(pl.LazyFrame(schema=self.node.input.schema), [])
+        counts = [pl.lit(None, pl.UInt32).alias(name) for name in self.counts]
+        return self.calc.partial_of_nothing(projected).with_columns(
+            pl.lit(True).alias(ALL), *counts)
