@@ -358,7 +358,7 @@ class SourceConfig:
 
 @dataclasses.dataclass
 class Config:
-    """Database-wide settings (SPEC §2). `validate()` runs in :func:`open`.
+    """Database-wide settings (docs/operations.md, Settings). `validate()` runs in :func:`open`.
 
     Every setting takes effect or is refused: ``buffer_size`` is a power of two
     up to 2**31, and a source whose ring would take over half the machine's

@@ -1,4 +1,4 @@
-"""The ``laminar`` sqlglot dialect: RisingWave's, plus the statements of SPEC §3.
+"""The ``laminar`` sqlglot dialect: RisingWave's, plus the statements of docs/sql.md.
 
 RisingWave's dialect already reads ``CREATE SOURCE … (…, WATERMARK FOR …) WITH (…)``,
 ``CREATE SINK … FROM …`` and ``DROP SOURCE|SINK``. On top of it this dialect reads:

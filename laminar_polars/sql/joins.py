@@ -1,4 +1,4 @@
-"""FROM and its JOIN clauses → the join nodes of the plan (SPEC §3, Joins).
+"""FROM and its JOIN clauses → the join nodes of the plan (docs/joins.md).
 
 `plan_from` reads the relation in FROM (a source, a view, a registered table
 or a subquery) and joins the relation of each JOIN clause to it, left to

@@ -1,4 +1,4 @@
-"""A SQL SELECT tree → the logical plan (`laminar_polars.plan`) of SPEC §3.
+"""A SQL SELECT tree → the logical plan (`laminar_polars.plan`); see docs/sql.md.
 
 :func:`plan_select` reads one SELECT over one relation (a source, a view, a
 subquery in FROM, or their joins, planned in `laminar_polars.sql.joins`) and

@@ -1,4 +1,4 @@
-"""kill -9 mid-stream, reopen, recover (SPEC §8's guarantees).
+"""kill -9 mid-stream, reopen, recover (docs/durability.md's guarantees).
 
 A child process pushes numbered rows (push, push_batch, push_arrow; one or two
 producer threads), printing each acknowledged position; the parent SIGKILLs it

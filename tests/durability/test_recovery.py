@@ -1,4 +1,4 @@
-"""Recovery as SPEC §8 says: a clean restart goes on where it stopped; a corrupt
+"""Recovery as docs/durability.md says: a clean restart goes on where it stopped; a corrupt
 newest checkpoint falls back to the previous one; a torn log tail is cut at
 its last good record; a changed view starts empty; each with a warning; with
 nothing usable, `RecoveryError`. And a property: wherever checkpoints and the

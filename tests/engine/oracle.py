@@ -5,8 +5,8 @@ explicit watermarks), feeds it through the engine with some batch boundaries,
 reads everything the sink emitted after ``db.stop()``, and compares it with
 Polars run in batch over the rows that were not late.
 
-Late rule (SPEC §3, checked against ``metrics()`` in test_oracle_late.py): a row is late iff
-its ts < the source's watermark when it arrives, where the watermark is
+Late rule (docs/semantics.md, checked against ``metrics()`` in test_oracle_late.py): a
+row is late iff its ts < the source's watermark when it arrives, where the watermark is
 ``max(ts seen so far) - delay`` raised by explicit ``source.watermark(ts)`` calls
 and never moving backwards.
 

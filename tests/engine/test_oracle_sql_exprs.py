@@ -1,6 +1,6 @@
 """WHERE, HAVING, CASE, casts and scalar expressions in SQL views.
 
-SPEC §3: these "work as in Polars SQL", so the oracle for the non-window part is
+docs/sql.md: these mean what they mean in Polars SQL, so the oracle for the non-window part is
 Polars' own SQLContext run on the rows that were not late (with the window
 columns computed by the oracle, since Polars SQL has no tumble / hop).
 """

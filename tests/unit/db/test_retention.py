@@ -1,4 +1,4 @@
-"""Views keep a bounded history for ``db.query`` (SPEC §2/§3): the newest rows,
+"""Views keep a bounded history for ``db.query`` (docs/semantics.md, Retention): the newest rows,
 or the rows within an event-time span behind the view's watermark; by default
 ``Config.view_retention`` (1 M rows). Continuous aggregates are not trimmed."""
 

@@ -1,4 +1,5 @@
-"""A setting takes effect, or `open()` refuses it (SPEC §2): nothing is accepted and ignored."""
+"""A setting takes effect, or `open()` refuses it (docs/operations.md, Settings):
+nothing is accepted and ignored."""
 
 from __future__ import annotations
 
