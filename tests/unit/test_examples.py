@@ -39,7 +39,7 @@ def load(name: str) -> types.ModuleType:
 
 def test_every_example_is_tested():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
-        "quickstart.py", "serve_view.py", "sessions.py", "vwap.py"]
+        "asof.py", "quickstart.py", "serve_view.py", "sessions.py", "vwap.py"]
 
 
 def test_quickstart():
@@ -49,6 +49,7 @@ def test_quickstart():
 @pytest.mark.parametrize(("name", "args", "last_line"), [
     ("vwap.py", ["20000"], "20,000 trades, "),
     ("sessions.py", ["40"], "the visits equal Polars sessionizing the same clicks in batch"),
+    ("asof.py", ["20000"], "19,985 trades priced, "),
 ])
 def test_example_checks_itself_against_polars(name, args, last_line):
     assert run_script(name, *args).splitlines()[-1].startswith(last_line)
