@@ -287,4 +287,5 @@ def test_a_notebook_runs_on_a_fresh_kernel(name, tmp_path, kernel_env):
         assert any(t.startswith("table redrawn ") for t in texts)
     if name == "backtest.ipynb":
         assert any("bars equal: True" in t for t in texts)
+        assert any("priced equal: True" in t for t in texts)  # the ASOF join's step
         assert (tmp_path / "bars.parquet").is_file() and (tmp_path / "vwap.parquet").is_file()
