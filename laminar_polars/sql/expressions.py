@@ -157,7 +157,8 @@ class Translator:
 
     def _own(self, node: exp.Expr) -> pl.Expr | None:
         """The expression for ``node`` when the translator, not Polars SQL, makes
-        it: what the hook replaces, a column, ``date_trunc``."""
+        it: what the hook replaces, a column, ``date_trunc``, ``TRY_CAST`` of a
+        string to a TIMESTAMP or DATE."""
         if self.hook is not None:
             replaced = self.hook(node)
             if replaced is not None:
