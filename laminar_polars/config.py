@@ -258,6 +258,24 @@ MAX_BUFFER_SIZE = 1 << 31
 MIN_SLOT_BYTES = 10
 
 
+def parse_state_ttl(value: object, *, what: str = "state_ttl") -> int | None:
+    """A join's state TTL in microseconds of event time (None: no TTL): a
+    positive duration, as ``timedelta``, seconds or text such as ``'1 hour'``.
+
+    >>> parse_state_ttl("10 minutes"), parse_state_ttl(None)
+    (600000000, None)
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (dt.timedelta, str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a duration (timedelta, seconds or text such as "
+                          f"'1 hour'), got {type(value).__name__}")
+    delta = parse_duration(value, what=what)
+    if delta <= dt.timedelta(0):
+        raise ConfigError(f"{what}: must be positive, got {value!r}")
+    return _to_micros(delta)
+
+
 def _check_buffer_size(value: object, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{what}: expected an int power of two, got {value!r}")

@@ -29,13 +29,21 @@ shape: (1, 3)
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
 from laminar_polars.catalog import Catalog, SinkDef
-from laminar_polars.config import Config, RetentionSetting, SourceConfig, Watermark, parse_retention
+from laminar_polars.config import (
+    Config,
+    RetentionSetting,
+    SourceConfig,
+    Watermark,
+    parse_retention,
+    parse_state_ttl,
+)
 from laminar_polars.db.definitions import source_definition, table_frame
 from laminar_polars.db.runtime import Runtime
 from laminar_polars.db.statements import run_statement
@@ -175,7 +183,9 @@ class LaminarDB:
     # -- materialized views -----------------------------------------------------
     def stream(self, name: str) -> pl.LazyFrame:
         """A LazyFrame standing for source or view ``name``, to build a view on
-        with :meth:`create_materialized_view` (`CatalogError` if unknown).
+        with :meth:`create_materialized_view` (`CatalogError` if unknown); or
+        for registered table ``name``, to join a stream with (a lookup join:
+        the rows see the table as it is when they are processed).
 
         Examples
         --------
@@ -190,6 +200,7 @@ class LaminarDB:
     def create_materialized_view(
         self, name: str, query: pl.LazyFrame, emit: str | None = None, *,
         retention: RetentionSetting | Literal["default"] = "default",
+        state_ttl: dt.timedelta | str | float | None = None,
     ) -> None:
         """Maintain ``query`` (built on :meth:`stream` frames) as view ``name``.
 
@@ -199,7 +210,10 @@ class LaminarDB:
         :meth:`query`: a number of rows, an event-time span behind its
         watermark (``timedelta`` or text such as ``'1 hour'``), or None for
         everything; by default ``Config.view_retention``. A continuous
-        aggregate holds one row per key and is never trimmed.
+        aggregate holds one row per key and is never trimmed. ``state_ttl``
+        (a duration) bounds the state of a join of two streams on keys
+        alone: rows that far behind the join's watermark are freed (SQL:
+        ``WITH (state_ttl = '1 hour')``).
 
         Examples
         --------
@@ -216,7 +230,8 @@ class LaminarDB:
         if isinstance(query, Node):  # a hand-built plan: checked as the front ends' are
             plan = validate(query)
         else:
-            plan = plan_lazyframe(query, self._runtime.relation, emit)
+            plan = plan_lazyframe(query, self._runtime.relation, emit,
+                                  parse_state_ttl(state_ttl))
         policy = None if retention == "default" else parse_retention(retention)
         self._runtime.add_view(name, plan, None, policy)
 

@@ -64,7 +64,8 @@ def table_frame(name: str, frame: object) -> pl.DataFrame:
 
 
 def relation_of(catalog: Catalog, name: str) -> Scan:
-    """How a plan sees source or view ``name``: its schema and event-time column."""
+    """How a plan sees source, view or table ``name``: its schema and
+    event-time column (a table: static rows, none)."""
     if name in catalog.sources:
         definition = catalog.sources[name]
         watermark = definition.watermark
@@ -72,5 +73,7 @@ def relation_of(catalog: Catalog, name: str) -> Scan:
     if name in catalog.views:
         plan = catalog.views[name].plan
         return Scan(name, plan.schema, plan.time_column, plan.appends_only)
+    if name in catalog.tables:
+        return Scan(name, catalog.tables[name].schema, table=True)
     known = {**catalog.sources, **catalog.views}
     raise CatalogError(catalog.unknown_message("source or materialized view", name, known))

@@ -143,6 +143,22 @@ def topology_of(
     }
 
 
+def _join_metrics(view: View, sources: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A view's joins' counters: ``joins``, one dict per join (inner first),
+    and ``join``, its outermost one's. A side's ``late`` rows are those the
+    join dropped plus those the sources it reads dropped on admission."""
+    joins = view.joins
+    if not joins:
+        return {}
+    for join in joins:
+        for side in ("left", "right"):
+            counters = join.get(side)
+            if isinstance(counters, dict):
+                counters["late"] += sum(int(sources[name].get("late", 0))
+                                        for name in counters["inputs"] if name in sources)
+    return {"joins": joins, "join": joins[-1]}
+
+
 def metrics_of(
     rings: dict[str, _native.Ring],
     views: dict[str, View],
@@ -152,16 +168,16 @@ def metrics_of(
     """Counters of every source, view and sink (see `LaminarDB.metrics`);
     ``engine`` is passed through as the ``'engine'`` entry. Watermarks are
     datetimes (see `watermark_value`)."""
+    sources = {name: {**ring.stats(), "watermark": watermark_value(ring.watermark)}
+               for name, ring in rings.items()}
     return {
-        "sources": {
-            name: {**ring.stats(), "watermark": watermark_value(ring.watermark)}
-            for name, ring in rings.items()
-        },
+        "sources": sources,
         "views": {
             name: {"rows_in": view.rows_in, "rows_out": view.rows_out,
                    "state_rows": view.state_rows, "pending_rows": view.pending_rows,
                    "retained_rows": view.retained_rows,
-                   "watermark": watermark_value(view.watermark)}
+                   "watermark": watermark_value(view.watermark),
+                   **_join_metrics(view, sources)}
             for name, view in views.items()
         },
         "sinks": {name: {"subscriptions": s.metrics()} for name, s in sinks.items()},

@@ -65,7 +65,7 @@ from laminar_polars.engine.graph import Node as GraphNode
 from laminar_polars.engine.graph import View, compile_view
 from laminar_polars.engine.scheduler import Scheduler
 from laminar_polars.engine.sentinels import NO_WATERMARK
-from laminar_polars.errors import CatalogError, Closed, EngineError, describe_failure
+from laminar_polars.errors import CatalogError, Closed, EngineError, SchemaError, describe_failure
 from laminar_polars.io.sink import Sink
 from laminar_polars.io.source import Source, SyncSource
 from laminar_polars.plan import Node, Scan, inputs_of
@@ -251,7 +251,8 @@ class Runtime:
             self.catalog.check_new_relation(name)
             retention = self.config.retention if retention is None else retention
             view = compile_view(name, plan, retention, resolve=self._output_of,
-                                workers=self.config.workers, pool=self._pool)
+                                workers=self.config.workers, pool=self._pool,
+                                tables=self.catalog.table)
             for node in view.nodes:  # a failing reader of one of them fails the engine
                 node.on_failure = self._scheduler.fail
             self.catalog.views[name] = ViewDef(name, plan, tuple(inputs_of(plan)), sql,
@@ -322,7 +323,9 @@ class Runtime:
     def register_table(self, name: str, frame: pl.DataFrame, *, replace: bool = False) -> None:
         """Keep ``frame`` (the caller's own copy: it is not copied again) as
         table ``name``; ``replace`` swaps a table of that name, never a source
-        or view (`CatalogError`)."""
+        or view (`CatalogError`). A table that views join with (lookup joins)
+        is replaced only by one with the same columns (`SchemaError`); they
+        see it from the next batch on."""
         with self._lock:
             kind = self.catalog.relation_kind(name)
             if kind == "table" and not replace:
@@ -330,6 +333,11 @@ class Runtime:
             if kind not in (None, "table"):
                 hint = "; replace=True replaces only a table" if replace else ""
                 raise CatalogError(f"{kind} {name!r} already exists{hint}")
+            readers = self.catalog.readers_of(name)
+            if kind == "table" and readers and frame.schema != self.catalog.tables[name].schema:
+                raise SchemaError(f"table {name!r} is joined by {sorted(readers)}: a replacement "
+                                  f"needs its columns {dict(self.catalog.tables[name].schema)}, "
+                                  f"got {dict(frame.schema)}")
             self.catalog.tables[name] = frame
 
     def drop_table(self, name: str) -> None:

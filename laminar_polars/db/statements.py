@@ -63,7 +63,8 @@ def run_statement(runtime: Runtime, statement: Statement) -> pl.DataFrame | None
     elif isinstance(statement, CreateMaterializedView):
         if statement.if_not_exists and statement.name in catalog.views:
             return None
-        plan = plan_select(statement.query, runtime.relation, statement.emit)
+        plan = plan_select(statement.query, runtime.relation, statement.emit,
+                           statement.state_ttl_us)
         runtime.add_view(statement.name, plan, statement.sql, statement.retention)
     elif isinstance(statement, Explain):
         text = explain_select(statement.query, runtime.relation)

@@ -26,16 +26,35 @@ import polars as pl
 
 from laminar_polars.config import UNBOUNDED, Retention
 from laminar_polars.engine.operator import Delta, Operator, State
+from laminar_polars.engine.ops.asof import AsofJoinOperator
+from laminar_polars.engine.ops.equi import EquiJoinOperator
 from laminar_polars.engine.ops.grid import GridWindows
 from laminar_polars.engine.ops.history import History
+from laminar_polars.engine.ops.interval import IntervalJoinOperator
 from laminar_polars.engine.ops.keyed import KeyedAggregate
+from laminar_polars.engine.ops.lookup import LookupJoinOperator
 from laminar_polars.engine.ops.row_map import RowMapOperator
 from laminar_polars.engine.ops.session import SessionWindows
 from laminar_polars.engine.ops.sharded import Sharded
+from laminar_polars.engine.ops.union import UnionOperator
 from laminar_polars.engine.readers import Reader, deliver
 from laminar_polars.engine.sentinels import NO_WATERMARK
-from laminar_polars.errors import PlanError
-from laminar_polars.plan import WINDOW_END, WINDOW_START, KeyedAgg, RowMap, Scan, WindowAgg
+from laminar_polars.errors import CatalogError, PlanError
+from laminar_polars.plan import (
+    WINDOW_END,
+    WINDOW_START,
+    AsofJoin,
+    EquiJoin,
+    IntervalJoin,
+    KeyedAgg,
+    LookupJoin,
+    RowMap,
+    Scan,
+    Union,
+    WindowAgg,
+    inputs_of,
+    join_kind,
+)
 from laminar_polars.plan import Node as PlanNode
 
 __all__ = ["Node", "Port", "View", "compile_view"]
@@ -69,6 +88,7 @@ class Node:
         self.end_error: BaseException | None = None
         self.rows_in = [0] * operator.ports  # per port
         self.rows_out = 0
+        self.step: PlanNode | None = None  # the plan node it runs (set by compile_view)
 
     @property
     def output_watermark(self) -> int:
@@ -87,6 +107,10 @@ class Node:
         out = self.operator.on_batch(port, delta) if delta.height else None
         if watermark > self.port_watermarks[port]:
             self.port_watermarks[port] = watermark
+            if self.operator.ports > 1:  # a join: matches are final by one side's watermark
+                released = self.operator.on_port_watermark(port, watermark)
+                if released is not None:
+                    out = released if out is None else _concat(out, released)
         low = min(self.port_watermarks)
         if low > self.watermark:
             self.watermark = low
@@ -223,6 +247,31 @@ class View:
     def watermark(self) -> int:
         return self.output.output_watermark
 
+    @property
+    def joins(self) -> list[dict[str, object]]:
+        """Counters of each join the view runs, inner joins first: its kind,
+        the sources and views each side reads, and per side the rows taken,
+        held, freed and dropped as late, the pairs emitted (``matches``) and
+        the left rows emitted without a match (``unmatched``)."""
+        out: list[dict[str, object]] = []
+        for node in self.nodes:
+            step = node.step
+            if not isinstance(step, AsofJoin | IntervalJoin | EquiJoin | LookupJoin):
+                continue
+            sides = [step.left] if isinstance(step, LookupJoin) else [step.left, step.right]
+            counters = node.operator.counters
+            entry: dict[str, object] = {"kind": join_kind(step),
+                                        "matches": counters.get("matches", 0),
+                                        "unmatched": counters.get("unmatched", 0)}
+            for side, child in zip(("left", "right"), sides, strict=False):
+                entry[side] = {"inputs": inputs_of(child),
+                               **{what: counters.get(f"{side}_{what}", 0)
+                                  for what in ("rows_in", "state_rows", "freed", "late")}}
+            if isinstance(step, LookupJoin):
+                entry["table"] = step.table_name
+            out.append(entry)
+        return out
+
     # -- state -----------------------------------------------------------------------
     def snapshot(self) -> list[State]:
         """Every node's state now, in node order (call at a barrier: cheap,
@@ -245,15 +294,22 @@ class View:
         return pl.DataFrame(schema=self.plan.schema) if rows is None else rows
 
 
+def _no_tables(name: str) -> pl.DataFrame:
+    raise CatalogError(f"unknown table {name!r}")
+
+
 def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
                  resolve: Callable[[str], Node | None] = lambda _: None,
-                 workers: int = 1, pool: Executor | None = None) -> View:
+                 workers: int = 1, pool: Executor | None = None,
+                 tables: Callable[[str], pl.DataFrame] = _no_tables) -> View:
     """The nodes of view ``name``: one per plan node above its scans (an
     operator with a port per input), and a `History` last when the view
     appends. ``resolve(scan name)`` gives the output node of a view the plan
     reads (None: a source), recorded as the reading node's input; the caller
     wires each entry port to its source or view. Operators grouping by keys
-    are split across ``workers`` copies run on ``pool`` (`Sharded`)."""
+    (joins by their equi-keys) are split across ``workers`` copies run on
+    ``pool`` (`Sharded`). ``tables(name)`` gives a registered table's rows
+    now (a lookup join reads it for every batch)."""
     if retention.time_us is not None and plan.time_column is None and not any(
             isinstance(step, WindowAgg) and step.emit == "on_update" and step.time_output
             for step in _steps(plan)):
@@ -264,7 +320,8 @@ def compile_view(name: str, plan: PlanNode, retention: Retention = UNBOUNDED,
     entries: list[tuple[str, Port]] = []
 
     def build(step: PlanNode) -> Node:
-        graph_node = Node(_operator(step, retention, workers, pool), step.schema, name)
+        graph_node = Node(_operator(step, retention, workers, pool, tables), step.schema, name)
+        graph_node.step = step
         for port, child in enumerate(step.inputs):
             if isinstance(child, Scan):
                 graph_node.inputs.append(resolve(child.name) or child.name)
@@ -298,9 +355,18 @@ def _steps(plan: PlanNode) -> Iterable[PlanNode]:
 
 
 def _operator(node: PlanNode, retention: Retention, workers: int,
-              pool: Executor | None) -> Operator:
+              pool: Executor | None, tables: Callable[[str], pl.DataFrame]) -> Operator:
     if isinstance(node, RowMap):
         return RowMapOperator(node)
+    if isinstance(node, Union):
+        return UnionOperator(len(node.inputs))
+    if isinstance(node, LookupJoin):
+        # Stateless, so nothing to split: one call per batch with the table as it is.
+        frame, table = node.frame, node.table_name
+        read = (lambda: frame) if frame is not None else (lambda: tables(table or ""))
+        return LookupJoinOperator(node, read)
+    if isinstance(node, AsofJoin | IntervalJoin | EquiJoin):
+        return _join_operator(node, workers, pool)
     make: Callable[[], Operator]
     if isinstance(node, KeyedAgg):
         step: KeyedAgg | WindowAgg = node
@@ -313,6 +379,25 @@ def _operator(node: PlanNode, retention: Retention, workers: int,
     if not step.keys:
         return make()  # one group: nothing to split
     return Sharded(make, step.keys, workers, pool, _order(step))
+
+
+def _join_operator(node: AsofJoin | IntervalJoin | EquiJoin, workers: int,
+                   pool: Executor | None) -> Operator:
+    """A stream-stream join, split by its equi-keys across workers (a join
+    without any runs as one copy)."""
+    make: Callable[[], Operator]
+    if isinstance(node, AsofJoin):
+        keys = (node.left_by, node.right_by)
+        make = lambda: AsofJoinOperator(node)  # noqa: E731
+    elif isinstance(node, IntervalJoin):
+        keys = (node.left_keys, node.right_keys)
+        make = lambda: IntervalJoinOperator(node)  # noqa: E731
+    else:
+        keys = (node.left_on, node.right_on)
+        make = lambda: EquiJoinOperator(node)  # noqa: E731
+    if not keys[0]:
+        return make()
+    return Sharded(make, keys[0], workers, pool, right_keys=keys[1])
 
 
 def _order(node: KeyedAgg | WindowAgg) -> list[str]:

@@ -9,6 +9,8 @@ scheduler thread only:
   to send downstream now, if any (a row map's output, EMIT ON UPDATE rows);
 - ``on_watermark(watermark)``: the minimum of the input ports' watermarks
   moved forward; returns the rows it releases (closed windows), if any;
+  an operator with several inputs that needs each one's watermark (a join)
+  is also told of every port's own (``on_port_watermark``), first;
 - ``settle()``: the rows returned went downstream; tidy up off their path;
 - ``snapshot()`` / ``restore(state)``: the operator's durable state as named
   Polars frames and scalars (`State`); caches are left out and rebuilt;
@@ -118,6 +120,13 @@ class Operator(abc.ABC):
         ``watermark`` (integer microseconds); the rows it releases, if any."""
         return None
 
+    def on_port_watermark(self, port: int, watermark: int) -> Delta | None:
+        """The watermark of input ``port`` moved forward to ``watermark``
+        (called before `on_watermark`, for operators with several ports
+        only); the rows it releases, if any. A join's matches become final
+        by one side's watermark, not by the minimum."""
+        return None
+
     def settle(self) -> None:  # noqa: B027 (a stateless step has nothing to tidy)
         """The rows last returned went downstream: free what they came from."""
 
@@ -138,6 +147,17 @@ class Operator(abc.ABC):
         any (an upserting operator's table, a history's rows); None for steps
         that hold no rows."""
         return None
+
+    def frame_port(self, name: str) -> int:
+        """The input port whose rows state frame ``name`` holds (keyed by that
+        port's keys when the operator is split across workers)."""
+        return 0
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The operator's own counters for metrics (a join's matches, freed
+        and late rows per side); copies split across workers add theirs up."""
+        return {}
 
     @property
     def state_rows(self) -> int:

@@ -5,8 +5,9 @@ rebuilds an IR expression as a ``pl.Expr``, and `ir_functions`, its table of
 element-wise functions), this is all the front end reads of Polars internals:
 the modules to revisit when Polars changes. The IR version is checked once,
 here, in `read_plan`. It turns a LazyFrame into a small, neutral tree
-(`SourceScan`, `Select`, `WithColumns`, `Filter`, `GroupBy`) whose expressions
-(`IRExpr`) convert back into public ``pl.Expr`` objects on request.
+(`SourceScan`, `Select`, `WithColumns`, `Filter`, `GroupBy`, `Join`,
+`JoinWhere`, `Concat`, `StaticFrame`) whose expressions (`IRExpr`) convert
+back into public ``pl.Expr`` objects on request.
 `laminar_polars.frontend.translate` maps that tree onto the logical plan and
 never touches Polars internals.
 
@@ -26,6 +27,10 @@ and its binary format is opaque. So:
 * a source or view is a `register_io_source` scan (`PythonScan` in the IR)
   whose ``io_source`` is a `Placeholder` naming the relation, so the IR leads
   back to it by identity, and ``collect_schema()`` on it is the real schema;
+* a join's options are read from the IR's tuples; ``join_where`` is, unoptimized,
+  a filter over a cross join, read as one `JoinWhere` whose predicate is split
+  at its ANDs, each part with its `Comparison` form when it compares sums of
+  columns and duration literals (``ts_right >= ts - 1s``);
 * IR expressions are converted back into ``pl.Expr`` through an explicit table
   of element-wise functions. Anything outside the table (cumulative or window
   functions, sorting, Python UDFs, ...) is refused with `PlanError` naming
@@ -63,16 +68,24 @@ from laminar_polars.frontend.ir_expressions import AggCall, ColumnRef, IRExpr, O
 # whole vocabulary `translate` reads a plan in, so it needs this one module.
 __all__ = [
     "AggCall",
+    "AsofOptions",
+    "Comparison",
+    "Concat",
+    "Conjunct",
     "Duration",
     "DynamicOptions",
     "Filter",
     "GroupBy",
     "IRExpr",
     "IRNode",
+    "Join",
+    "JoinWhere",
+    "Linear",
     "OnAgg",
     "Placeholder",
     "Select",
     "SourceScan",
+    "StaticFrame",
     "WithColumns",
     "placeholder",
     "read_plan",
@@ -182,7 +195,87 @@ class GroupBy:
     schema: pl.Schema
 
 
-IRNode = SourceScan | Select | WithColumns | Filter | GroupBy
+@dataclasses.dataclass(frozen=True)
+class AsofOptions:
+    """``join_asof`` options, in the words of the Python API (``tolerance``
+    in units of the ``on`` column, None if not set)."""
+
+    strategy: str
+    tolerance: int | float | None
+    left_by: tuple[str, ...]
+    right_by: tuple[str, ...]
+    allow_exact_matches: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    """``left.join(right, ...)`` (``how`` as the Python API spells it:
+    'inner', 'left', 'right', 'full', 'semi', 'anti', 'cross'), or
+    ``join_asof`` when ``asof`` is set (``how`` is then 'asof')."""
+
+    left: IRNode
+    right: IRNode
+    how: str
+    left_on: tuple[IRExpr, ...]
+    right_on: tuple[IRExpr, ...]
+    suffix: str
+    coalesce: bool
+    nulls_equal: bool
+    asof: AsofOptions | None
+    schema: pl.Schema
+
+
+# A sum of columns (each with a coefficient) and a constant in microseconds.
+Linear = tuple[tuple[tuple[str, int], ...], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """``left op right`` (op one of ``= >= > <= <``) of two `Linear` sums."""
+
+    op: str
+    left: Linear
+    right: Linear
+
+
+@dataclasses.dataclass(frozen=True)
+class Conjunct:
+    """One AND-ed part of a predicate; ``comparison`` is its linear form, if any."""
+
+    expr: IRExpr
+    comparison: Comparison | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinWhere:
+    """``left.join_where(right, *predicates, suffix=...)`` (or a filter over a
+    cross join): the predicates' AND-ed parts, over the output's columns."""
+
+    left: IRNode
+    right: IRNode
+    suffix: str
+    conjuncts: tuple[Conjunct, ...]
+    schema: pl.Schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Concat:
+    """``pl.concat`` of frames with the same columns."""
+
+    inputs: tuple[IRNode, ...]
+    schema: pl.Schema
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticFrame:
+    """A DataFrame fixed in the plan (``df.lazy()``)."""
+
+    frame: pl.DataFrame
+    schema: pl.Schema
+
+
+IRNode = (SourceScan | Select | WithColumns | Filter | GroupBy | Join | JoinWhere | Concat
+          | StaticFrame)
 
 
 # -- reading the plan ------------------------------------------------------------
@@ -191,18 +284,20 @@ _VISITOR_MAJOR = 16  # the NodeTraverser.version() this module and its two helpe
 
 _REFUSED_NODES = {
     "Sort": "sort",
-    "Join": "join",
     "Distinct": "unique",
     "Slice": "head/tail/slice/limit",
     "Cache": "cache",
-    "Union": "concat",
     "HConcat": "concat(how='horizontal')",
     "MergeSorted": "merge_sorted",
     "Reduce": "a whole-frame aggregation (select of aggregates)",
     "Sink": "sink",
     "Scan": "a file scan (only db.stream() frames can feed a view)",
-    "DataFrameScan": "a DataFrame scan (only db.stream() frames can feed a view)",
 }
+
+_JOIN_HOW = {"Inner": "inner", "Left": "left", "Right": "right", "Full": "full",
+             "Semi": "semi", "Anti": "anti", "Cross": "cross"}
+_COMPARE = {"Eq": "=", "GtEq": ">=", "Gt": ">", "LtEq": "<=", "Lt": "<"}
+_MICROS = {"ns": (1, 1000), "us": (1, 1), "ms": (1000, 1)}  # (multiply, divide) to microseconds
 
 
 def read_plan(frame: pl.LazyFrame) -> IRNode:
@@ -257,8 +352,22 @@ class _Reader:
         if kind == "HStack":
             return WithColumns(self.node(ir.input), self._named(ir.exprs), schema)
         if kind == "Filter":
+            if self._is_cross_join(ir.input):
+                return self._join_where(ir, schema)
+            t.set_node(node)
             predicate = IRExpr(self, ir.predicate.node, ir.predicate.output_name)
             return Filter(self.node(ir.input), predicate, schema)
+        if kind == "Join":
+            return self._join(ir, schema)
+        if kind == "Union":
+            if ir.slice is not None:  # pragma: no cover - pl.concat makes no slice
+                raise PlanError("a slice of a concat cannot be maintained")
+            return Concat(tuple(self.node(i) for i in ir.inputs), schema)
+        if kind == "DataFrameScan":
+            frame = pl.DataFrame._from_pydf(ir.df)
+            if ir.projection is not None or ir.selection is not None:  # pragma: no cover
+                frame = frame.select(list(schema))
+            return StaticFrame(frame, schema)
         if kind == "GroupBy":
             return self._group_by(ir, schema)
         if kind == "MapFunction":
@@ -269,6 +378,76 @@ class _Reader:
 
     def _named(self, exprs: list[Any]) -> tuple[IRExpr, ...]:
         return tuple(IRExpr(self, e.node, e.output_name) for e in exprs)
+
+    # -- joins ---------------------------------------------------------------------
+    def _is_cross_join(self, node: int) -> bool:
+        t = self.traverser
+        t.set_node(node)
+        ir = t.view_current_node()
+        return type(ir).__name__ == "Join" and ir.options[0] == "Cross"
+
+    def _join(self, ir: Any, schema: pl.Schema) -> Join:
+        kind, nulls_equal, slice_, suffix, coalesce, _order = ir.options
+        if slice_ is not None:  # pragma: no cover - made by optimizations only
+            raise PlanError("a slice of a join cannot be maintained")
+        asof = None
+        if isinstance(kind, tuple):  # ('AsOf', strategy, tolerance, its text, by...)
+            _, strategy, tolerance, _text, left_by, right_by, exact, _checked = kind
+            asof = AsofOptions(str(strategy), tolerance, tuple(left_by or ()),
+                               tuple(right_by or ()), bool(exact))
+            how = "asof"
+        else:
+            how = _JOIN_HOW.get(str(kind), str(kind).lower())
+        left_on, right_on = self._named(ir.left_on), self._named(ir.right_on)
+        return Join(self.node(ir.input_left), self.node(ir.input_right), how, left_on, right_on,
+                    str(suffix), bool(coalesce), bool(nulls_equal), asof, schema)
+
+    def _join_where(self, ir: Any, schema: pl.Schema) -> JoinWhere:
+        cross = ir.input
+        conjuncts = tuple(Conjunct(IRExpr(self, part, ""), self._comparison(part))
+                          for part in self._conjuncts(ir.predicate.node))
+        t = self.traverser
+        t.set_node(cross)
+        join = t.view_current_node()
+        suffix = str(join.options[3])
+        return JoinWhere(self.node(join.input_left), self.node(join.input_right), suffix,
+                         conjuncts, schema)
+
+    def _conjuncts(self, node: int) -> list[int]:
+        e = self.view(node)
+        if type(e).__name__ == "BinaryExpr" and _op(e) in ("And", "LogicalAnd"):
+            return self._conjuncts(e.left) + self._conjuncts(e.right)
+        return [node]
+
+    def _comparison(self, node: int) -> Comparison | None:
+        e = self.view(node)
+        if type(e).__name__ != "BinaryExpr" or _op(e) not in _COMPARE:
+            return None
+        left, right = self._linear(e.left), self._linear(e.right)
+        if left is None or right is None:
+            return None
+        return Comparison(_COMPARE[_op(e)], left, right)
+
+    def _linear(self, node: int) -> Linear | None:
+        e = self.view(node)
+        kind = type(e).__name__
+        if kind == "Column":
+            return ((e.name, 1),), 0
+        if kind == "Literal" and isinstance(e.dtype, pl.Duration) and isinstance(e.value, int):
+            multiply, divide = _MICROS.get(e.dtype.time_unit or "us", (1, 1))
+            if e.value * multiply % divide:
+                return None
+            return (), e.value * multiply // divide
+        if kind == "BinaryExpr" and _op(e) in ("Plus", "Minus"):
+            a, b = self._linear(e.left), self._linear(e.right)
+            if a is None or b is None:
+                return None
+            sign = 1 if _op(e) == "Plus" else -1
+            terms = dict(a[0])
+            for column, coefficient in b[0]:
+                terms[column] = terms.get(column, 0) + sign * coefficient
+            return tuple(terms.items()), a[1] + sign * b[1]
+        return None
 
     def _group_by(self, ir: Any, schema: pl.Schema) -> GroupBy:
         options = ir.options
@@ -294,6 +473,10 @@ class _Reader:
 
 
 _API_SPELLING = {"window_bound": "window", "data_point": "datapoint"}
+
+
+def _op(e: Any) -> str:
+    return str(e.op).rsplit(".", 1)[-1]
 
 
 def _duration(raw: tuple[int, int, int, int, bool, bool]) -> Duration:

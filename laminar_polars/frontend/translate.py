@@ -14,7 +14,9 @@ maintain so that the view always equals Polars run in batch on the same rows
 * aggregates: ``pl.len()``, ``count``, ``sum``, ``min``, ``max``, ``mean``,
   ``first``, ``last``, ``n_unique``, over element-wise expressions, and
   element-wise expressions over them (kept as hidden `Agg` columns);
-* row-wise steps after an aggregate become a `RowMap` on top of it.
+* row-wise steps after an aggregate become a `RowMap` on top of it;
+* ``join_asof``, ``join``, ``join_where`` and ``pl.concat`` become join nodes
+  and `Union` (`laminar_polars.frontend.joins` says which and when).
 
 The finished plan goes through `laminar_polars.plan.validate` (emit modes,
 event time, updating inputs), in a LazyFrame's words.
@@ -51,10 +53,12 @@ import polars as pl
 
 from laminar_polars.errors import PlanError
 from laminar_polars.frontend import polars_ir as ir
+from laminar_polars.frontend.joins import plan_concat, plan_join, plan_join_where
 from laminar_polars.plan import (
     WINDOW_END,
     WINDOW_START,
     Agg,
+    EquiJoin,
     KeyedAgg,
     Node,
     RowMap,
@@ -107,45 +111,65 @@ def stream(scan: Scan) -> pl.LazyFrame:
 
 
 def plan_lazyframe(frame: pl.LazyFrame, relation: Callable[[str], Scan],
-                   emit: str | None) -> Node:
+                   emit: str | None, state_ttl_us: int | None = None) -> Node:
     """The logical plan of ``frame``, built on `stream` placeholders.
 
     ``relation(name)`` resolves each placeholder to its current `Scan`.
     ``emit`` (None for the default) applies to the outermost aggregate:
     ``group_by_dynamic`` defaults to ``'on_window_close'`` and also takes
     ``'on_update'``; a ``group_by`` takes only ``'on_update'``.
+    ``state_ttl_us`` bounds the state of a join of two streams on keys alone.
     """
     if not isinstance(frame, pl.LazyFrame):
         raise PlanError(f"a materialized view needs a pl.LazyFrame built on db.stream(...), "
                         f"not {type(frame).__name__}")
     tree = ir.read_plan(frame)
-    node = _Translator(relation, _outermost_group_by(tree), emit).node(tree)
+    translator = _Translator(relation, _outermost_group_by(tree), emit, state_ttl_us)
+    node = translator.node(tree)
+    if state_ttl_us is not None and not translator.bounded:
+        raise PlanError("state_ttl bounds the state of a join of two streams on keys alone; "
+                        "this view has none (window, interval and asof joins are freed by the "
+                        "watermarks)")
     return validate(node, emit, _WORDING)
 
 
 def _outermost_group_by(tree: ir.IRNode) -> ir.GroupBy | None:
     node = tree
-    while not isinstance(node, ir.SourceScan):
+    while isinstance(node, ir.Select | ir.WithColumns | ir.Filter | ir.GroupBy):
         if isinstance(node, ir.GroupBy):
             return node
         node = node.input
-    return None
+    return None  # a scan, or a join or concat below which emit does not reach
 
 
 class _Translator:
     def __init__(self, relation: Callable[[str], Scan], outermost: ir.GroupBy | None,
-                 emit: str | None):
+                 emit: str | None, state_ttl_us: int | None = None):
         self.relation = relation
         self.outermost = outermost
         self.emit = emit
+        self.state_ttl_us = state_ttl_us
+        self.bounded = False  # a join took the state TTL
 
     def node(self, tree: ir.IRNode) -> Node:
         if isinstance(tree, ir.SourceScan):
             return self._scan(tree)
+        node: Node
         if isinstance(tree, ir.GroupBy):
-            node: Node = self._group_by(tree)
+            node = self._group_by(tree)
+        elif isinstance(tree, ir.Join):
+            node = plan_join(tree, self.node, self.state_ttl_us)
+        elif isinstance(tree, ir.JoinWhere):
+            node = plan_join_where(tree, self.node, self.state_ttl_us)
+        elif isinstance(tree, ir.Concat):
+            node = plan_concat(tree, self.node)
+        elif isinstance(tree, ir.StaticFrame):
+            raise PlanError("a DataFrame scan (only db.stream() frames can feed a view; a "
+                            "static DataFrame only as the right frame of a join)")
         else:
             node = self._row_map(tree)
+        if isinstance(node, EquiJoin) and node.state_ttl_us is not None:
+            self.bounded = True
         _check_schema(node, tree.schema)
         return node
 

@@ -39,6 +39,14 @@ import polars as pl
 
 from laminar_polars.errors import PlanError
 from laminar_polars.plan.aggregates import AggFunc, aggregate
+from laminar_polars.plan.joins import (
+    AsofJoin,
+    EquiJoin,
+    IntervalJoin,
+    LookupJoin,
+    Union,
+    join_kind,
+)
 
 __all__ = [
     "WINDOW_END",
@@ -46,13 +54,19 @@ __all__ = [
     "Agg",
     "AggFunc",
     "EmitMode",
+    "AsofJoin",
+    "EquiJoin",
+    "IntervalJoin",
+    "Join",
     "KeyedAgg",
+    "LookupJoin",
     "Node",
     "RowMap",
     "Scan",
     "Step",
     "WindowAgg",
     "WindowKind",
+    "Union",
     "WindowSpec",
     "apply_steps",
     "explain",
@@ -208,13 +222,15 @@ class Scan:
     ``time_column`` is the event-time column (the source's watermark column,
     or the upstream view's output time column), None if there is none.
     ``appends_only`` is False when the upstream emits upserts (a keyed
-    aggregate or an ``EMIT ON UPDATE`` view).
+    aggregate or an ``EMIT ON UPDATE`` view). ``table`` marks a registered
+    table: static rows, which only a `LookupJoin` reads.
     """
 
     name: str
     schema: pl.Schema
     time_column: str | None = None
     appends_only: bool = True
+    table: bool = False
 
     @property
     def inputs(self) -> tuple[Node, ...]:
@@ -346,16 +362,20 @@ class KeyedAgg(_Aggregate):
         return False
 
 
-Node = Scan | RowMap | WindowAgg | KeyedAgg
+Node = (Scan | RowMap | WindowAgg | KeyedAgg | AsofJoin | IntervalJoin | EquiJoin | LookupJoin
+        | Union)
+Join = AsofJoin | IntervalJoin | EquiJoin | LookupJoin
 
 
 def inputs_of(node: Node) -> list[str]:
-    """Names of the sources and views a plan scans."""
+    """Names of the sources, views and tables a plan reads."""
     if isinstance(node, Scan):
         return [node.name]
     names: list[str] = []
     for child in node.inputs:
         names += [n for n in inputs_of(child) if n not in names]
+    if isinstance(node, LookupJoin) and node.table_name is not None:
+        names += [] if node.table_name in names else [node.table_name]
     return names
 
 
@@ -381,12 +401,44 @@ def explain(node: Node, indent: int = 0) -> str:
                 f"aggs={_aggs_text(node.aggs)} emit={node.emit}")
         if node.having is not None:
             line += f" having={node.having}"
-    else:
+    elif isinstance(node, KeyedAgg):
         line = f"{pad}KeyedAgg keys={list(node.keys)} aggs={_aggs_text(node.aggs)} emit=on_update"
         if node.having is not None:
             line += f" having={node.having}"
+    elif isinstance(node, Union):
+        line = f"{pad}Union all"
+    else:
+        line = pad + _join_text(node)
     children = [explain(child, indent + 1) for child in node.inputs]
     return "\n".join([line, *children])
+
+
+def _join_text(node: Join) -> str:
+    """One line for a join node: its kind, keys, time condition and options."""
+    if isinstance(node, AsofJoin):
+        op = ">=" if node.allow_exact_matches else ">"
+        text = (f"AsofJoin {node.how} on {node.left_on} {op} {node.right_on} "
+                f"by {list(node.left_by)}={list(node.right_by)}")
+        if node.tolerance_us is not None:
+            text += f" tolerance={node.tolerance_us}us"
+        return text
+    if isinstance(node, IntervalJoin):
+        low, high = ("<" if s else "<=" for s in (node.lower_strict, node.upper_strict))
+        text = (f"IntervalJoin {node.how} keys {list(node.left_keys)}={list(node.right_keys)} "
+                f"{node.left_on}{node.lower_us:+d}us {low} {node.right_on} {high} "
+                f"{node.left_on}{node.upper_us:+d}us")
+    elif isinstance(node, LookupJoin):
+        table = node.table_name or "<frame>"
+        text = (f"LookupJoin {node.how} table={table} "
+                f"on {list(node.left_on)}={list(node.right_on)}")
+    else:
+        text = (f"EquiJoin {node.how} on {list(node.left_on)}={list(node.right_on)} "
+                f"({join_kind(node)})")
+        if node.state_ttl_us is not None:
+            text += f" state_ttl={node.state_ttl_us}us"
+    if node.residual:
+        text += f" where {', '.join(map(str, node.residual))}"
+    return text
 
 
 def _aggs_text(aggs: Sequence[Agg]) -> str:

@@ -29,6 +29,7 @@ from laminar_polars.config import (
     Watermark,
     parse_duration,
     parse_retention,
+    parse_state_ttl,
 )
 from laminar_polars.errors import ConfigError, SqlError
 from laminar_polars.plan import EmitMode
@@ -48,7 +49,7 @@ __all__ = [
 ]  # fmt: skip
 
 SOURCE_OPTIONS = ("buffer_size", "backpressure", "wait_strategy", "checkpoint_interval", "wal_mode")
-VIEW_OPTIONS = ("retention",)
+VIEW_OPTIONS = ("retention", "state_ttl")
 _EMIT: dict[str, EmitMode] = {"ON WINDOW CLOSE": "on_window_close", "ON UPDATE": "on_update"}
 _DROP_KINDS = {"SOURCE": "source", "SINK": "sink", "TABLE": "table"}
 
@@ -75,7 +76,8 @@ class CreateMaterializedView:
 
     ``emit`` is 'on_window_close', 'on_update', or None (the engine's default).
     ``retention`` is ``WITH (retention = ...)`` read (`Retention`), or None
-    for the database's default.
+    for the database's default. ``state_ttl_us`` is ``WITH (state_ttl =
+    ...)`` in microseconds (an unbounded join's state TTL), or None.
     """
 
     name: str
@@ -84,6 +86,7 @@ class CreateMaterializedView:
     sql: str
     if_not_exists: bool = False
     retention: Retention | None = None
+    state_ttl_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,22 +374,30 @@ def _materialized_view(tree: exp.Create, if_not_exists: bool) -> CreateMateriali
         raise SqlError(f"CREATE MATERIALIZED VIEW {name} needs AS SELECT ...")
     emit: EmitMode | None = None
     retention: Retention | None = None
+    state_ttl: int | None = None
+    seen: set[str] = set()
     for prop in tree.args["properties"].expressions:
         if isinstance(prop, EmitProperty):
             emit = _EMIT[prop.name]
         elif type(prop) is exp.Property and prop.name.lower() in VIEW_OPTIONS:
-            if retention is not None:
-                raise ConfigError(f"materialized view {name!r}: WITH option 'retention' "
+            option = prop.name.lower()
+            if option in seen:
+                raise ConfigError(f"materialized view {name!r}: WITH option {option!r} "
                                   "is given twice")
-            value = _option_value("retention", prop.args.get("value"))
-            retention = parse_retention(value, what=f"materialized view {name!r}: retention")
+            seen.add(option)
+            value = _option_value(option, prop.args.get("value"))
+            what = f"materialized view {name!r}: {option}"
+            if option == "retention":
+                retention = parse_retention(value, what=what)
+            else:
+                state_ttl = parse_state_ttl(value, what=what)
         elif type(prop) is exp.Property:
             raise ConfigError(f"materialized view {name!r}: unknown WITH option "
                               f"{prop.name.lower()!r}; expected one of {', '.join(VIEW_OPTIONS)}")
         elif not isinstance(prop, exp.MaterializedProperty):
             raise SqlError(f"materialized view {name!r}: unsupported clause {_text(prop)!r}")
     return CreateMaterializedView(name, tree.expression, emit, _text(tree), if_not_exists,
-                                  retention)
+                                  retention, state_ttl)
 
 
 def _drop(tree: exp.Drop) -> Drop:

@@ -26,7 +26,7 @@ as a timestamp or date.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import polars as pl
 from sqlglot import exp
@@ -50,9 +50,14 @@ from laminar_polars.sql.semantics import (
     temporal_literal,
 )
 
-__all__ = ["Hook", "Translator", "function_name"]
+__all__ = ["Columns", "Hook", "Translator", "function_name"]
 
 Hook = Callable[[exp.Expr], "pl.Expr | None"]
+# The columns of a join's output by the relation they came from: per table
+# name or alias of the FROM clause, each of its columns (as the query names
+# it) and the output column holding it (``ts``, or ``ts:q`` where the left
+# side has a ``ts`` too).
+Columns = Mapping[str, Mapping[str, str]]
 
 
 def function_name(node: exp.Expr) -> str:
@@ -69,7 +74,9 @@ class Translator:
 
     ``schema`` is a schema or a function returning one (asked lazily, so a hook
     may add columns while a tree is walked). ``qualifiers`` are the table names
-    a column reference may be qualified with. ``hook(node)`` is asked first
+    a column reference may be qualified with; over a join, `Columns`: which
+    output column each relation's column is (a column both sides have must
+    then be qualified). ``hook(node)`` is asked first
     about every node and may return the expression to use instead. ``clause``
     names where the expression stands, for messages ("WHERE", "an aggregate's
     argument").
@@ -78,7 +85,7 @@ class Translator:
     def __init__(
         self,
         schema: pl.Schema | Callable[[], pl.Schema],
-        qualifiers: frozenset[str] = frozenset(),
+        qualifiers: frozenset[str] | Columns = frozenset(),
         hook: Hook | None = None,
         clause: str = "this expression",
     ) -> None:
@@ -104,12 +111,24 @@ class Translator:
                 f"the query reads: {known}"
             )
         name = node.name
-        if name in schema:
-            return name
-        if not node.this.args.get("quoted"):
-            folded = [c for c in schema if c.lower() == name.lower()]
-            if len(folded) == 1:
-                return folded[0]
+        quoted = bool(node.this.args.get("quoted"))
+        if isinstance(self.qualifiers, Mapping):  # a join: resolved by relation
+            relations = [qualifier] if qualifier else sorted(self.qualifiers)
+            found = {(q, column) for q in relations
+                     if (column := _lookup(name, self.qualifiers[q], quoted)) is not None}
+            if len({column for _, column in found}) > 1:
+                sides = ", ".join(f"{q}.{name}" for q, _ in sorted(found))
+                raise CatalogError(f"column {name!r} is ambiguous: it may be {sides}; "
+                                   "qualify it with its table name or alias")
+            if found:
+                return found.pop()[1]
+            if qualifier:
+                known = ", ".join(self.qualifiers[qualifier]) or "(none)"
+                raise CatalogError(f"unknown column {name!r} of {qualifier!r}; its columns: "
+                                   f"{known}")
+        column = _lookup(name, {c: c for c in schema}, quoted)
+        if column is not None:
+            return column
         known = ", ".join(schema) or "(none)"
         raise CatalogError(f"unknown column {name!r}; known columns: {known}")
 
@@ -284,6 +303,18 @@ class Translator:
                 return value.str.to_datetime(time_unit="us", strict=strict)
             return value.str.to_date(strict=strict)
         return value.cast(target, strict=strict)
+
+
+def _lookup(name: str, columns: Mapping[str, str], quoted: bool) -> str | None:
+    """The column ``name`` names among ``columns`` (an unquoted name matches
+    one column case-insensitively); None if none."""
+    if name in columns:
+        return columns[name]
+    if not quoted:
+        folded = [c for c in columns if c.lower() == name.lower()]
+        if len(folded) == 1:
+            return columns[folded[0]]
+    return None
 
 
 def _first(expr: pl.Expr | None, default: pl.Expr) -> pl.Expr:

@@ -14,16 +14,17 @@ from sqlglot import exp
 
 from laminar_polars.errors import CatalogError, PlanError
 from laminar_polars.plan import Node, RowMap, Step
-from laminar_polars.sql.expressions import Translator, function_name
+from laminar_polars.sql.expressions import Columns, Translator, function_name
 from laminar_polars.sql.semantics import node_text
 
 __all__ = ["add_row_steps", "condition", "output_columns", "output_names", "select_items"]
 
 
 def select_items(
-    query: exp.Select, schema: pl.Schema, qualifiers: frozenset[str]
+    query: exp.Select, schema: pl.Schema, qualifiers: frozenset[str] | Columns
 ) -> list[tuple[exp.Expr, str | None]]:
-    """(expression, explicit alias) per output column; ``*`` and ``t.*`` expanded."""
+    """(expression, explicit alias) per output column; ``*`` and ``t.*`` expanded
+    (over a join, ``t.*`` to relation ``t``'s columns)."""
     items: list[tuple[exp.Expr, str | None]] = []
     for item in query.expressions:
         star = isinstance(item, exp.Star) or (
@@ -33,7 +34,15 @@ def select_items(
             table = item.table if isinstance(item, exp.Column) else ""
             if table and table not in qualifiers:
                 raise CatalogError(f"unknown table {table!r} in {node_text(item)}")
-            items += [(exp.column(name, quoted=True), None) for name in schema]
+            if isinstance(qualifiers, frozenset):
+                items += [(exp.column(name, quoted=True), None) for name in schema]
+            elif table:  # t.*: t's columns by their own names
+                items += [(exp.column(name, table=table, quoted=True), None)
+                          for name in qualifiers[table]]
+            else:  # * over a join: every relation's columns, by the join's names (ts, ts:q)
+                items += [(exp.column(name, table=relation, quoted=True), column)
+                          for relation, columns in qualifiers.items()
+                          for name, column in columns.items()]
         elif isinstance(item, exp.Alias):
             items.append((item.this, item.alias))
         else:

@@ -11,10 +11,14 @@ first, then by key, as one operator emits them.
 Results equal one operator's: a key's rows all reach the same copy, in the
 same order. With one worker the copy is called directly, no thread involved.
 
+A join splits each input by its own keys (``right_keys``: the right input's
+``right_on`` beside the left's ``left_on``); equal keys hash alike whatever
+their columns are called, so matching rows meet in one copy.
+
 State is per copy, each frame named ``shard<i>.<name>``. Restoring into
 another number of workers repartitions it: every frame holding the key columns
-is split by the same hash; any other (rows kept only for ``db.query``) goes to
-the first copy.
+of its port (`Operator.frame_port`) is split by the same hash; any other (rows
+kept only for ``db.query``) goes to the first copy.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ SHARD = "__shard"
 
 
 def _shard_of(keys: Sequence[str], shards: int) -> pl.Expr:
+    # A struct's hash depends on its values, not its field names: a join's
+    # left and right keys agree however their columns are named.
     return (pl.struct([pl.col(k) for k in keys]).hash() % shards).alias(SHARD)
 
 
@@ -40,11 +46,13 @@ class Sharded(Operator):
     """``workers`` copies of the operator ``make`` builds, split by ``keys``.
 
     ``order`` names the output columns to put the copies' rows back in order
-    by (window, then keys), if the output has them.
+    by (window, then keys), if the output has them. ``right_keys`` are port
+    1's keys (a join's right input), if they differ from ``keys``.
     """
 
     def __init__(self, make: Callable[[], Operator], keys: Sequence[str], workers: int,
-                 pool: Executor | None, order: Sequence[str] = ()) -> None:
+                 pool: Executor | None, order: Sequence[str] = (),
+                 right_keys: Sequence[str] | None = None) -> None:
         if not keys:
             raise ValueError("only an operator grouping by keys can be split")
         if workers > 1 and pool is None:
@@ -52,6 +60,9 @@ class Sharded(Operator):
         self.shards = [make() for _ in range(workers)]
         self.ports = self.shards[0].ports
         self.keys = list(keys)
+        self.port_keys = [self.keys, *([list(right_keys or keys)] * (self.ports - 1))]
+        if any(len(k) != len(self.keys) for k in self.port_keys):
+            raise ValueError("every port needs as many keys as the first")
         self.pool = pool
         self.order = list(order)
 
@@ -67,14 +78,25 @@ class Sharded(Operator):
     def retained_rows(self) -> int:
         return sum(s.retained_rows for s in self.shards)
 
+    @property
+    def counters(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for shard in self.shards:
+            for name, value in shard.counters.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def frame_port(self, name: str) -> int:
+        return self.shards[0].frame_port(name)
+
     def _each(self, call: Callable[[Operator], Delta | None]) -> list[Delta | None]:
         if len(self.shards) == 1 or self.pool is None:
             return [call(shard) for shard in self.shards]
         return list(self.pool.map(call, self.shards))
 
-    def _split(self, rows: pl.DataFrame) -> list[pl.DataFrame]:
+    def _split(self, rows: pl.DataFrame, keys: Sequence[str]) -> list[pl.DataFrame]:
         shards = len(self.shards)
-        parts = rows.with_columns(_shard_of(self.keys, shards)).partition_by(
+        parts = rows.with_columns(_shard_of(keys, shards)).partition_by(
             SHARD, as_dict=True, include_key=False, maintain_order=True)
         empty = rows.clear()
         return [parts.get((i,), empty) for i in range(shards)]
@@ -82,7 +104,7 @@ class Sharded(Operator):
     def on_batch(self, port: int, delta: Delta) -> Delta | None:
         if len(self.shards) == 1:
             return self.shards[0].on_batch(port, delta)
-        parts = self._split(delta.rows)
+        parts = self._split(delta.rows, self.port_keys[port])
         # An upsert's mask would have to be split too; a keyed operator's input
         # only ever appends (validate() refuses aggregating updates).
         assert delta.new is None, "a keyed operator's input appends"
@@ -93,6 +115,9 @@ class Sharded(Operator):
 
     def on_watermark(self, watermark: int) -> Delta | None:
         return self._merge(self._each(lambda shard: shard.on_watermark(watermark)))
+
+    def on_port_watermark(self, port: int, watermark: int) -> Delta | None:
+        return self._merge(self._each(lambda shard: shard.on_port_watermark(port, watermark)))
 
     def settle(self) -> None:
         self._each(lambda shard: shard.settle())
@@ -140,8 +165,9 @@ class Sharded(Operator):
         for name in names:
             whole = pl.concat([p.frames[name] for p in per_shard if name in p.frames],
                               how="vertical")
-            if all(k in whole.columns for k in self.keys) and whole.height:
-                for i, part in enumerate(self._split(whole)):
+            keys = self.port_keys[self.frame_port(name)]
+            if all(k in whole.columns for k in keys) and whole.height:
+                for i, part in enumerate(self._split(whole, keys)):
                     if part.height:
                         frames[i][name] = part
             else:

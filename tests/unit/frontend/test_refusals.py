@@ -10,7 +10,7 @@ from polars.io.plugins import register_io_source
 
 from laminar_polars.errors import PlanError
 from laminar_polars.frontend import plan_lazyframe, stream
-from laminar_polars.plan import Scan
+from laminar_polars.plan import LookupJoin, Scan
 
 p, q, s, t = pl.col("price"), pl.col("qty"), pl.col("symbol"), pl.col("ts")
 
@@ -23,7 +23,24 @@ def dyn(f: pl.LazyFrame, **kwargs) -> pl.LazyFrame:
 REFUSED = {
     # frame steps
     "sort": (lambda f: f.sort("ts"), "sort"),
-    "join": (lambda f: f.join(f, on="symbol"), "join"),
+    "join_full": (lambda f: f.join(f, on="symbol", how="full"), "join(how='full')"),
+    "join_right": (lambda f: f.join(f, on="symbol", how="right"), "join(how='right')"),
+    "join_semi": (lambda f: f.join(f, on="symbol", how="semi"), "join(how='semi')"),
+    "join_cross": (lambda f: f.join(f, how="cross"), "join(how='cross')"),
+    "join_left_unbounded": (lambda f: f.join(f, on="symbol", how="left"),
+                            "LEFT join of two streams on keys alone"),
+    "join_expression_key": (lambda f: f.join(f, left_on=s.str.to_lowercase(), right_on="symbol"),
+                            "join keys must be columns"),
+    "join_static_left": (lambda f: pl.LazyFrame({"symbol": ["a"]}).join(f, on="symbol"),
+                         "the static DataFrame must be the right frame"),
+    "join_asof_forward": (lambda f: f.join_asof(f, on="ts", by="symbol", strategy="forward"),
+                          "join_asof(strategy='forward')"),
+    "join_asof_static": (lambda f: f.join_asof(pl.LazyFrame(schema=f.collect_schema()),
+                                               on="ts"), "join_asof with a static DataFrame"),
+    "join_where_one_bound": (lambda f: f.join_where(f, pl.col("ts_right") >= t),
+                             "needs both bounds"),
+    "join_where_nothing": (lambda f: f.join_where(f, p < pl.col("price_right")),
+                           "join_where needs a key equality"),
     "unique": (lambda f: f.unique(), "unique"),
     "head": (lambda f: f.head(3), "head"),
     "tail": (lambda f: f.tail(3), "tail"),
@@ -32,7 +49,8 @@ REFUSED = {
     "unpivot": (lambda f: f.unpivot(index="symbol"), "unpivot"),
     "unnest": (lambda f: f.select(pl.struct("qty").alias("st")).unnest("st"), "unnest"),
     "cache": (lambda f: f.cache(), "cache"),
-    "concat": (lambda f: pl.concat([f, f]), "concat"),
+    "concat_static": (lambda f: pl.concat([f, pl.LazyFrame(schema=f.collect_schema())]),
+                      "concat with a static DataFrame"),
     "hconcat": (lambda f: pl.concat([f.select("qty"), f.select("ts")], how="horizontal"),
                 "concat(how='horizontal')"),
     "map_batches": (lambda f: f.map_batches(lambda d: d), "map_batches"),
@@ -155,10 +173,11 @@ def test_foreign_python_scan(relation):
         plan_lazyframe(frame, relation, emit=None)
 
 
-def test_join_with_foreign_frame(trades, relation):
+def test_join_with_a_static_frame_is_a_lookup(trades, relation):
     other = pl.LazyFrame({"symbol": ["a"], "name": ["A"]})
-    with pytest.raises(PlanError, match="join"):
-        plan_lazyframe(trades.join(other, on="symbol"), relation, emit=None)
+    plan = plan_lazyframe(trades.join(other, on="symbol"), relation, emit=None)
+    assert isinstance(plan, LookupJoin) and plan.frame is not None
+    assert plan.frame.equals(other.collect())
 
 
 def test_not_a_lazyframe(relation):

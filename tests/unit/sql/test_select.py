@@ -609,9 +609,10 @@ def test_window_over_a_window_subquery():
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("SELECT * FROM trades JOIN static ON trades.symbol = static.k", "JOIN is not supported"),
-        ("SELECT * FROM trades, static", "JOIN is not supported"),
-        ("SELECT price FROM trades UNION SELECT v FROM static", "UNION is not supported"),
+        ("SELECT * FROM trades LEFT JOIN static ON trades.symbol = static.k",
+         "LEFT join of two streams on keys alone cannot be maintained"),
+        ("SELECT * FROM trades, static", "a join needs ON"),
+        ("SELECT price FROM trades UNION SELECT v FROM static", r"UNION \(without ALL\)"),
         ("SELECT price FROM trades EXCEPT SELECT v FROM static", "EXCEPT is not supported"),
         ("SELECT price FROM trades ORDER BY price", "ORDER BY in a materialized view"),
         ("SELECT price FROM trades LIMIT 5", "LIMIT in a materialized view"),
