@@ -29,31 +29,24 @@ from __future__ import annotations
 import polars as pl
 
 from laminar_polars.engine.aggregates import collect
-from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.sides import ID, TwoSided, concat, joined, shifted, time_us
+from laminar_polars.engine.operator import Delta
+from laminar_polars.engine.ops.sides import KeptSides, concat, joined, shifted, time_us
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 from laminar_polars.plan import EquiJoin
 
 __all__ = ["EquiJoinOperator"]
 
 
-class EquiJoinOperator(TwoSided):
+class EquiJoinOperator(KeptSides):
     """An `EquiJoin` node's state and matching."""
 
     def __init__(self, node: EquiJoin) -> None:
-        super().__init__((node.left.time_column, node.right.time_column))
+        super().__init__((node.left.time_column, node.right.time_column), node.how == "left")
         self.node = node
-        self.outer = node.how == "left"
         self.windowed = node.windowed
         self.ttl = node.state_ttl_us
-        self.left: pl.DataFrame | None = None
-        self.right: pl.DataFrame | None = None
         self.left_empty = pl.DataFrame(schema=node.left.schema)
         self.right_empty = pl.DataFrame(schema=node.right.schema)
-
-    def side_rows(self, port: int) -> int:
-        rows = self.left if port == 0 else self.right
-        return 0 if rows is None else rows.height
 
     def output_watermark(self, watermark: int) -> int:
         if self.windowed:
@@ -101,12 +94,6 @@ class EquiJoinOperator(TwoSided):
             return cutoff, cutoff
         return NO_WATERMARK, NO_WATERMARK  # kept for good
 
-    def settle(self) -> None:
-        for name in ("left", "right"):
-            rows = getattr(self, name)
-            if rows is not None and rows.n_chunks() > 64:
-                setattr(self, name, rows.rechunk())
-
     def _expire_left(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, Delta | None]:
         """Left ``rows`` still to keep; under LEFT JOIN also the output rows of
         those freed without a match (laid out by Polars' left join)."""
@@ -137,17 +124,3 @@ class EquiJoinOperator(TwoSided):
         if left is None or right is None or not left.height or not right.height:
             return None
         return collect(self.node.apply(left.lazy(), right.lazy(), "inner"))
-
-    # -- state -----------------------------------------------------------------------
-    def snapshot(self) -> State:
-        frames = {name: rows for name, rows in (("left", self.left), ("right", self.right))
-                  if rows is not None and rows.height}
-        return State(frames, self.marks_state())
-
-    def restore(self, state: State) -> None:
-        self.restore_marks(state)
-        self.left, self.right = state.frame("left"), state.frame("right")
-        if self.outer and self.left is not None:
-            # Numbered afresh: copies split across workers number their rows alike.
-            self.left = self.left.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ID))
-            self.next_id = self.left.height

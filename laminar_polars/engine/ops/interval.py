@@ -33,8 +33,8 @@ from __future__ import annotations
 import polars as pl
 
 from laminar_polars.engine.aggregates import collect
-from laminar_polars.engine.operator import Delta, State
-from laminar_polars.engine.ops.sides import ID, TwoSided, concat, joined, shifted, time_us
+from laminar_polars.engine.operator import Delta
+from laminar_polars.engine.ops.sides import KeptSides, concat, joined, shifted, time_us
 from laminar_polars.plan import IntervalJoin
 
 __all__ = ["IntervalJoinOperator"]
@@ -47,22 +47,15 @@ _LOW, _HIGH, _TIME = "__low", "__high", "__time"
 _FIRST, _LAST = "__first", "__last"
 
 
-class IntervalJoinOperator(TwoSided):
+class IntervalJoinOperator(KeptSides):
     """An `IntervalJoin` node's state and matching."""
 
     def __init__(self, node: IntervalJoin) -> None:
-        super().__init__((node.left_on, node.right_on))
+        super().__init__((node.left_on, node.right_on), node.how == "left")
         self.node = node
-        self.outer = node.how == "left"
-        self.left: pl.DataFrame | None = None
-        self.right: pl.DataFrame | None = None
         right_schema = node.right.schema
         self.renamed = {c: node.right_name(c) for c in right_schema}
         self.right_output = pl.Schema({self.renamed[c]: t for c, t in right_schema.items()})
-
-    def side_rows(self, port: int) -> int:
-        rows = self.left if port == 0 else self.right
-        return 0 if rows is None else rows.height
 
     def output_watermark(self, watermark: int) -> int:
         return min(self.marks[0], shifted(self.marks[1], -self.node.upper_us))
@@ -126,13 +119,6 @@ class IntervalJoinOperator(TwoSided):
         kept = rows.filter(~done)
         self.freed[1] += rows.height - kept.height
         return kept
-
-    def settle(self) -> None:
-        # Frames grow by a chunk per batch; filtering keeps the chunks: gather them now and then.
-        for name in ("left", "right"):
-            rows = getattr(self, name)
-            if rows is not None and rows.n_chunks() > 64:
-                setattr(self, name, rows.rechunk())
 
     # -- matching --------------------------------------------------------------------
     def _sliced(self, rows: pl.DataFrame, kept: pl.DataFrame | None, port: int
@@ -213,17 +199,3 @@ class IntervalJoinOperator(TwoSided):
         lefts = left.select(pl.all().gather(spans.get_column(_LEFT_ROW)))
         rights = right.select(pl.all().gather(spans.get_column(_RIGHT_ROW))).rename(self.renamed)
         return pl.concat([lefts, rights], how="horizontal")
-
-    # -- state -----------------------------------------------------------------------
-    def snapshot(self) -> State:
-        frames = {name: rows for name, rows in (("left", self.left), ("right", self.right))
-                  if rows is not None and rows.height}
-        return State(frames, self.marks_state())
-
-    def restore(self, state: State) -> None:
-        self.restore_marks(state)
-        self.left, self.right = state.frame("left"), state.frame("right")
-        if self.outer and self.left is not None:
-            # Numbered afresh: copies split across workers number their rows alike.
-            self.left = self.left.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ID))
-            self.next_id = self.left.height

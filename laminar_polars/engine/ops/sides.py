@@ -31,7 +31,7 @@ import polars as pl
 from laminar_polars.engine.operator import Delta, Operator, Scalar, State
 from laminar_polars.engine.sentinels import CLOSED_WATERMARK, NO_WATERMARK
 
-__all__ = ["ID", "MATCHED", "SIDES", "TwoSided", "concat", "joined", "shifted",
+__all__ = ["ID", "MATCHED", "SIDES", "KeptSides", "TwoSided", "concat", "joined", "shifted",
            "split_by_time", "time_us"]
 
 SIDES = ("left", "right")
@@ -186,3 +186,40 @@ class TwoSided(Operator):
         self.marks = [state.scalar("left_watermark", NO_WATERMARK),
                       state.scalar("right_watermark", NO_WATERMARK)]
         self.next_id = state.scalar("next_id", 0)
+
+
+class KeptSides(TwoSided):
+    """Base of the joins that keep each side's rows as one frame, ``left`` and
+    ``right`` (interval and equi-joins): their size, their rechunking, their
+    snapshot. Under LEFT JOIN (``outer``) the left rows carry ``ID`` and
+    ``MATCHED``."""
+
+    def __init__(self, times: tuple[str | None, str | None], outer: bool) -> None:
+        super().__init__(times)
+        self.outer = outer
+        self.left: pl.DataFrame | None = None
+        self.right: pl.DataFrame | None = None
+
+    def side_rows(self, port: int) -> int:
+        rows = self.left if port == 0 else self.right
+        return 0 if rows is None else rows.height
+
+    def settle(self) -> None:
+        # Frames grow by a chunk per batch; filtering keeps the chunks: gather them now and then.
+        for name in SIDES:
+            rows = getattr(self, name)
+            if rows is not None and rows.n_chunks() > 64:
+                setattr(self, name, rows.rechunk())
+
+    def snapshot(self) -> State:
+        frames = {name: rows for name, rows in zip(SIDES, (self.left, self.right), strict=True)
+                  if rows is not None and rows.height}
+        return State(frames, self.marks_state())
+
+    def restore(self, state: State) -> None:
+        self.restore_marks(state)
+        self.left, self.right = state.frame("left"), state.frame("right")
+        if self.outer and self.left is not None:
+            # Numbered afresh: copies split across workers number their rows alike.
+            self.left = self.left.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ID))
+            self.next_id = self.left.height
