@@ -131,7 +131,7 @@ class KeyedState:
             rows = starts + offsets
         else:
             rows = left[counts == 1]
-        rows = np.unique(rows)  # two probed keys may share a hash: each row once
+        rows = _sorted_unique(rows)  # two probed keys may share a hash: each row once
         candidates = self.cold[pl.Series(rows, dtype=pl.Int64)]
         return candidates.lazy().join(probe.lazy(), on=self.keys, how="semi",
                                       nulls_equal=True)
@@ -212,3 +212,12 @@ def _without(rows: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> pl.DataFr
     """``rows`` minus those whose key is in ``keys``, in their order."""
     return rows.join(keys.select(on), on=on, how="anti", nulls_equal=True,
                      maintain_order="left")
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` by a sort and a comparison of neighbours: numpy
+    2.4's own (hash-based) took 0.57 s for 630 k row numbers here, this 0.04 s."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
