@@ -14,8 +14,8 @@ does what Polars' expression parser cannot, since it sees the text alone:
 * it gives Polars the types a query's schema would: a string literal compared
   with a TIMESTAMP or DATE becomes one, a CAST of a string column to a TIMESTAMP
   or DATE parses it, and ``date_trunc`` and ``TRY_CAST`` of a string to a
-  TIMESTAMP or DATE are built here (as a whole expression, an aggregate's
-  argument or a GROUP BY key: Polars' parser cannot take them inside another);
+  TIMESTAMP or DATE are built here (inside a larger expression, they stand in
+  its text as a placeholder column, replaced once Polars built it);
 * it refuses what a view cannot compute row by row, naming it: aggregates where
   no aggregate is computed, window functions, subqueries, and functions whose
   value is not a function of the row (``now()``, ``random()``).
@@ -44,6 +44,8 @@ from laminar_polars.sql.polars_sql import (
     date_trunc,
     is_aggregate,
     nondeterministic,
+    placeholders_left,
+    substitute,
     try_parse,
 )
 from laminar_polars.sql.semantics import node_text
@@ -101,6 +103,9 @@ class Translator:
         self.qualifiers = qualifiers
         self.hook = hook
         self.clause = clause
+        # What stands for an expression built here inside one Polars SQL builds:
+        # a placeholder column's name → the expression (`_written`, `_built`).
+        self._placeholders: dict[str, pl.Expr] = {}
 
     @property
     def schema(self) -> pl.Schema:
@@ -153,7 +158,18 @@ class Translator:
         own = self._own(node)
         if own is not None:
             return own
-        return build(self._written(node.copy()), node)
+        return self._built(self._written(node.copy()), node)
+
+    def _built(self, written: exp.Expr, shown: exp.Expr) -> pl.Expr:
+        """``written`` built by Polars SQL, its placeholders replaced."""
+        built = substitute(build(written, shown), self._placeholders)
+        if placeholders_left(built, self._placeholders):
+            raise PlanError(
+                f"{node_text(shown)} is not supported: it holds an expression Polars' SQL "
+                "expression parser cannot build without its argument's type (date_trunc, "
+                "TRY_CAST of a string to a TIMESTAMP or DATE); compute that in a subquery "
+                "(SELECT ... AS t FROM ...) and use t")
+        return built
 
     def _own(self, node: exp.Expr) -> pl.Expr | None:
         """The expression for ``node`` when the translator, not Polars SQL, makes
@@ -188,12 +204,10 @@ class Translator:
                     child.replace(written)
             elif own.meta.is_column():
                 child.replace(exp.column(own.meta.output_name(), quoted=True))
-            else:
-                raise PlanError(
-                    f"{node_text(child)} inside {node_text(node)} is not supported: Polars' SQL "
-                    "expression parser cannot build it without its argument's type, so a view "
-                    "builds it itself, as a whole expression; compute it in a subquery "
-                    "(SELECT ... AS t FROM ...) and use t")
+            else:  # built here: a placeholder in the text, replaced once Polars built it
+                name = f"__lp_built_{len(self._placeholders)}"
+                self._placeholders[name] = own
+                child.replace(exp.column(name, quoted=True))
         return self._typed(node)
 
     def _refuse(self, node: exp.Expr) -> None:
@@ -264,7 +278,7 @@ class Translator:
     def _written_type(self, node: exp.Expr) -> pl.DataType | None:
         """The type of an already written subtree, None if Polars cannot build it."""
         try:
-            return self.dtype(build(node))
+            return self.dtype(self._built(node, node))
         except PlanError:
             return None
 

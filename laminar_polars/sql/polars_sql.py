@@ -16,7 +16,9 @@ columns in them; this module knows Polars SQL itself:
 * what ``pl.sql_expr`` cannot build, since it must know an argument's type and
   the parser sees no schema: :func:`date_trunc` and :func:`try_parse` (``TRY_CAST``
   of a string to a TIMESTAMP or DATE), built here the way Polars SQL builds them
-  in a query (``SELECT date_trunc('hour', ts) FROM t``).
+  in a query (``SELECT date_trunc('hour', ts) FROM t``); inside a larger
+  expression they stand in the text as a placeholder column, which
+  :func:`substitute` then replaces by the expression built here.
 
 Examples
 --------
@@ -31,7 +33,10 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import io
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from sqlglot import exp
@@ -55,6 +60,8 @@ __all__ = [
     "date_trunc",
     "is_aggregate",
     "nondeterministic",
+    "placeholders_left",
+    "substitute",
     "try_parse",
 ]
 
@@ -95,6 +102,42 @@ def build(tree: exp.Expr, shown: exp.Expr | None = None) -> pl.Expr:
         if "unsupported function" in reason:
             reason += " (a view's functions are those of Polars SQL: see docs/sql.md)"
         raise PlanError(f"{node_text(shown if shown is not None else tree)}: {reason}") from None
+
+
+def substitute(expr: pl.Expr, placeholders: Mapping[str, pl.Expr]) -> pl.Expr:
+    """``expr`` with each column named in ``placeholders`` replaced by its expression.
+
+    Polars has no public way to replace part of an expression, so this goes
+    through its serialized form (``meta.serialize``), written and read by the
+    same Polars in one process. Should that form ever not show a placeholder
+    as a column, the placeholder stays, and the caller refuses the expression
+    (`placeholders_left`).
+
+    >>> import datetime as dt
+    >>> e = substitute(pl.col("p").dt.hour() + 1, {"p": pl.col("ts").dt.truncate("1h")})
+    >>> pl.DataFrame({"ts": [dt.datetime(2024, 1, 1, 10, 30)]}).select(e).item()
+    11
+    """
+    used = [name for name in expr.meta.root_names() if name in placeholders]
+    if not used:
+        return expr
+    tree = json.loads(expr.meta.serialize(format="json"))
+
+    def replaced(node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1 and node.get("Column") in placeholders:
+                return json.loads(placeholders[node["Column"]].meta.serialize(format="json"))
+            return {key: replaced(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [replaced(value) for value in node]
+        return node
+
+    return pl.Expr.deserialize(io.StringIO(json.dumps(replaced(tree))), format="json")
+
+
+def placeholders_left(expr: pl.Expr, placeholders: Mapping[str, pl.Expr]) -> bool:
+    """Whether ``expr`` still reads a placeholder column (`substitute` failed)."""
+    return any(name in placeholders for name in expr.meta.root_names())
 
 
 # -- what a view refuses -------------------------------------------------------------

@@ -192,6 +192,22 @@ def test_date_trunc_takes_every_unit_polars_sql_takes(db):
     assert_same_rows(view_rows(db, select), polars_sql(select))
 
 
+def test_date_trunc_and_try_cast_inside_other_expressions(db):
+    """Built by the view (Polars' expression parser cannot: it sees no types),
+    then placed inside what Polars SQL builds around them."""
+    select = ("SELECT sym, strftime(date_trunc('hour', ts), '%H:%M') AS hour, "
+              "date_trunc('day', ts) + INTERVAL '1 day' AS next_day, "
+              "EXTRACT(MONTH FROM date_trunc('quarter', day)) AS quarter_month, "
+              "TRY_CAST(txt AS DATE) + INTERVAL '1 day' AS after, "
+              "COALESCE(TRY_CAST(txt AS TIMESTAMP), date_trunc('year', ts)) AS either "
+              "FROM t WHERE date_trunc('minute', ts) > '2024-02-01 00:00:00' "
+              "AND date_trunc('hour', date_trunc('day', ts)) IS NOT NULL")
+    expected = polars_sql(select)
+    assert 0 < expected.height < FRAME.height
+    assert expected["after"].null_count() < expected.height
+    assert_same_rows(view_rows(db, select), expected)
+
+
 # -- inside aggregates ------------------------------------------------------------------
 
 
