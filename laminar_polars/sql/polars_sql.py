@@ -118,8 +118,7 @@ def substitute(expr: pl.Expr, placeholders: Mapping[str, pl.Expr]) -> pl.Expr:
     >>> pl.DataFrame({"ts": [dt.datetime(2024, 1, 1, 10, 30)]}).select(e).item()
     11
     """
-    used = [name for name in expr.meta.root_names() if name in placeholders]
-    if not used:
+    if not placeholders_left(expr, placeholders):
         return expr
     tree = json.loads(expr.meta.serialize(format="json"))
 
